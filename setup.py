@@ -1,0 +1,42 @@
+"""Build and install arseg_ros with pip (no ROS needed) or colcon (ament_python)."""
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "arseg_ros"
+
+def share(folder: str, pattern: str) -> tuple[str, list[str]]:
+    """An install rule: files of ``folder`` matching ``pattern`` go to ``share/arseg_ros/<folder>``."""
+    return (f"share/{PACKAGE}/{folder}", sorted(glob(f"{folder}/{pattern}")))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="AR-Seg semantic segmentation of HEVC/H.264 camera streams at a third of the compute, for ROS 2",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(exclude=["test", "test.*", "bench"]),
+    python_requires=">=3.10",
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        share("launch", "*.launch.py"),
+        share("config", "*.yaml"),
+        share("config", "*.rviz"),
+        share("models", "*.pt"),
+        share("models", "*.md"),
+    ],
+    install_requires=["numpy", "torch>=2.1", "pyyaml", "pillow", "tqdm"],
+    extras_require={"dev": ["pytest>=7", "ruff"]},
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "arseg-flops = arseg_ros.model.flops:main",
+            "arseg-demo = arseg_ros.demo:main",
+        ],
+    },
+)
