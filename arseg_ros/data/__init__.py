@@ -1,0 +1,1 @@
+"""Data sources: synthetic labelled video with known motion."""
