@@ -30,7 +30,7 @@ setup(
         share("models", "*.pt"),
         share("models", "*.md"),
     ],
-    install_requires=["numpy", "torch>=2.1", "pyyaml", "pillow", "tqdm"],
+    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "pyyaml", "pillow", "tqdm"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     zip_safe=False,
     entry_points={

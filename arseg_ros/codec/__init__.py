@@ -1,0 +1,1 @@
+"""Compressed video: packets, decoding, HEVC bitstream parsing and motion fields."""
