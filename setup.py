@@ -30,13 +30,14 @@ setup(
         share("models", "*.pt"),
         share("models", "*.md"),
     ],
-    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "pyyaml", "pillow", "tqdm"],
+    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "rosbags>=0.10", "pyyaml", "pillow", "tqdm"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     zip_safe=False,
     entry_points={
         "console_scripts": [
             "arseg-flops = arseg_ros.model.flops:main",
             "arseg-demo = arseg_ros.demo:main",
+            "arseg-segment = arseg_ros.segment:main",
         ],
     },
 )
