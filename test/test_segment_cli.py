@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 from rosbags.rosbag2 import StoragePlugin, Writer
+from test_engine import encode
 
 from arseg_ros.data.bags import typestore
 from arseg_ros.data.synthetic import panning_clip
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model, save_checkpoint
 from arseg_ros.segment import main
-from test_engine import encode
 
 W, H, N = 96, 64, 8
 
@@ -37,7 +37,9 @@ def files(tmp_path_factory):
         conn = writer.add_connection("/camera/h264", image_t.__msgtype__, typestore=store)
         for p in packets["h264"]:
             stamp = time_t(sec=p.stamp_ns // 10**9, nanosec=p.stamp_ns % 10**9)
-            msg = image_t(header=header_t(stamp=stamp, frame_id="cam"), format="h264", data=np.frombuffer(p.data, np.uint8))
+            msg = image_t(
+                header=header_t(stamp=stamp, frame_id="cam"), format="h264", data=np.frombuffer(p.data, np.uint8)
+            )
             writer.write(conn, p.stamp_ns, store.serialize_cdr(msg, image_t.__msgtype__))
     (root / "notes.mp4").write_text("not a video")
     return root
@@ -66,7 +68,7 @@ def test_colour_and_overlay_videos_from_hevc(files, tmp_path, overlay):
 def test_bag_topic_input(files, tmp_path):
     out = tmp_path / "from_bag"
     argv = [str(files / "bag"), "--topic", "/camera/h264", "--model", str(files / "model.pt"), "--out", str(out)]
-    assert main(argv + ["--quiet"]) == 0
+    assert main([*argv, "--quiet"]) == 0
     assert len(list(out.glob("*.png"))) == N
 
 
@@ -81,7 +83,7 @@ def test_bag_topic_input(files, tmp_path):
 )
 def test_user_errors_are_one_line(files, tmp_path, capsys, args, message):
     argv = [str(files / args[0]), *args[1:], "--model", str(files / "model.pt"), "--out", str(tmp_path / "o")]
-    assert main(argv + ["--quiet"]) == 2
+    assert main([*argv, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
