@@ -38,6 +38,7 @@ setup(
             "arseg-flops = arseg_ros.model.flops:main",
             "arseg-demo = arseg_ros.demo:main",
             "arseg-segment = arseg_ros.segment:main",
+            "arseg_node = arseg_ros.node:main",
         ],
     },
 )

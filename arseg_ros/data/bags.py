@@ -1,8 +1,8 @@
 """Reading compressed-video topics from rosbag2 bags (sqlite3 or mcap) with the ``rosbags`` library.
 
 The message types that ``rosbags``' built-in type stores lack (``ffmpeg_image_transport_msgs/FFMPEGPacket``,
-``foxglove_msgs/CompressedVideo``) are registered from their ROS definitions; types a bag stores its own
-definitions for are taken from the bag.
+``foxglove_msgs/CompressedVideo``, ``vision_msgs/VisionClass`` and ``LabelInfo``) are registered from their
+ROS definitions; types a bag stores its own definitions for are taken from the bag.
 """
 
 from __future__ import annotations
@@ -32,9 +32,21 @@ uint8[] data
 string format
 """
 
+VISION_CLASS = """uint16 class_id
+string class_name
+"""
+
+LABEL_INFO = """std_msgs/Header header
+vision_msgs/VisionClass[] class_map
+float32 threshold
+"""
+
+# Registered in this order (LabelInfo refers to VisionClass).
 EXTRA_TYPES = {
     "ffmpeg_image_transport_msgs/msg/FFMPEGPacket": FFMPEG_PACKET,
     "foxglove_msgs/msg/CompressedVideo": COMPRESSED_VIDEO,
+    "vision_msgs/msg/VisionClass": VISION_CLASS,
+    "vision_msgs/msg/LabelInfo": LABEL_INFO,
 }
 
 
@@ -43,7 +55,7 @@ class BagError(ValueError):
 
 
 def typestore():
-    """The ROS 2 Humble type store plus the video message types it lacks."""
+    """The ROS 2 Humble type store plus the message types it lacks."""
     store = get_typestore(Stores.ROS2_HUMBLE)
     for name, text in EXTRA_TYPES.items():
         store.register(get_types_from_msg(text, name))
