@@ -22,19 +22,16 @@ from tqdm import tqdm
 from .data.synthetic import panning_clip
 from .labels import CAMVID, colorize
 from .model import ModelConfig, build_model
+from .model.base import normalize
 from .model.config import ARCHITECTURES
 from .model.flops import format_table, paper_reports
 
 log = logging.getLogger(__name__)
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
 
 def to_tensor(frame: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float32 normalised with the ImageNet mean and std."""
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
-    return (x - MEAN) / STD
+    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float32 network input."""
+    return normalize(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0)
 
 
 def run_gop(arch: str, width: int, height: int, frames: int, seed: int) -> tuple[list[dict], np.ndarray]:

@@ -34,11 +34,9 @@ from .codec.h264 import motion_field_from_side_data
 from .codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
 from .codec.packets import CODECS, Packet
 from .model import ARSeg
+from .model.base import normalize
 
 log = logging.getLogger(__name__)
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 Mode = Literal["ar", "hr", "lr"]
 Kind = Literal["hr", "lr", "skipped"]
@@ -122,8 +120,6 @@ class StreamSegmenter:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.lr_scale = self.config.lr_scale or model.lr_scale
-        self._mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
         self.stats: Counter[str] = Counter()
         self._session: DecoderSession | None = None
         self._packets: dict[int, Packet] = {}
@@ -253,8 +249,7 @@ class StreamSegmenter:
         return None
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
-        x = (x - self._mean) / self._std
+        x = normalize(torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float().div_(255.0))
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
     def _run(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:

@@ -9,9 +9,10 @@ import torch
 
 from arseg_ros.codec.packets import Packet
 from arseg_ros.data.synthetic import panning_clip
-from arseg_ros.engine import MEAN, STD, EngineConfig, StreamSegmenter
+from arseg_ros.engine import EngineConfig, StreamSegmenter
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model
+from arseg_ros.model.base import normalize
 
 W, H = 128, 96
 FRAME_NS = 33_333_333
@@ -91,8 +92,7 @@ def test_hr_mode_equals_the_hr_network_frame_by_frame(model, h264_packets):
     results, _ = run(model, h264_packets[:6], mode="hr")
     container = av.open(io.BytesIO(b"".join(p.data for p in h264_packets[:6])), format="h264")
     for result, frame in zip(results, container.decode(video=0), strict=True):
-        x = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float() / 255.0
-        x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        x = normalize(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float() / 255.0)
         with torch.no_grad():
             expected = model.hr(x).argmax(1)[0].to(torch.uint8).numpy()
         np.testing.assert_array_equal(result.labels, expected)

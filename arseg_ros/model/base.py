@@ -120,6 +120,17 @@ def init_kaiming(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(x: Tensor) -> Tensor:
+    """RGB ``(N, 3, H, W)`` in 0..1 -> the networks' input, normalised with the ImageNet mean and std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def global_mean(x: Tensor) -> Tensor:
     """``(N, C, H, W)`` -> ``(N, C, 1, 1)`` spatial mean."""
     return torch.mean(x, dim=(2, 3), keepdim=True)
