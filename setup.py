@@ -39,6 +39,7 @@ setup(
             "arseg-demo = arseg_ros.demo:main",
             "arseg-segment = arseg_ros.segment:main",
             "arseg_node = arseg_ros.node:main",
+            "arseg-train = arseg_ros.train:main",
         ],
     },
 )
