@@ -30,7 +30,7 @@ setup(
         share("models", "*.pt"),
         share("models", "*.md"),
     ],
-    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "rosbags>=0.10", "pyyaml", "pillow", "tqdm"],
+    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "rosbags>=0.10", "matplotlib", "pyyaml", "pillow", "tqdm"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     zip_safe=False,
     entry_points={
@@ -40,6 +40,8 @@ setup(
             "arseg-segment = arseg_ros.segment:main",
             "arseg_node = arseg_ros.node:main",
             "arseg-train = arseg_ros.train:main",
+            "arseg-eval = arseg_ros.evaluate:main",
+            "arseg-bag = arseg_ros.bagtool:main",
         ],
     },
 )

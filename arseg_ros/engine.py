@@ -87,7 +87,8 @@ class SegResult:
     ``stamp_ns``, ``frame_id``: copied from the packet that carried the picture. ``kind``: ``"hr"``,
     ``"lr"`` or ``"skipped"``. ``distance``: pictures since its keyframe (0 for HR). ``timings``: ms per
     stage (``decode``, ``motion``, ``accumulation``, ``inference``, ``total``). ``image``: the decoded
-    ``(H, W, 3)`` uint8 RGB frame when ``EngineConfig.keep_images``.
+    ``(H, W, 3)`` uint8 RGB frame when ``EngineConfig.keep_images``. ``gop_distance``: pictures since the last
+    keyframe of the stream in presentation order (the ``d`` of mIoU_d), whatever the mode.
     """
 
     labels: np.ndarray | None
@@ -98,6 +99,7 @@ class SegResult:
     packet_index: int
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = None
+    gop_distance: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,6 +134,7 @@ class StreamSegmenter:
         self._started = False
         self._broken = False
         self._warned_no_motion = False
+        self._gop_distance = 0
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -205,6 +208,7 @@ class StreamSegmenter:
             self._packets.pop(picture.packet_index, None)
             return False
         self._started = True
+        self._gop_distance = 0 if picture.key_frame else self._gop_distance + 1
         return True
 
     def _motion(self, picture: DecodedPicture, timings: dict[str, float]) -> tuple[AccumulatedMotion | None, float]:
@@ -290,6 +294,7 @@ class StreamSegmenter:
             packet_index=index,
             timings=timings,
             image=picture.image if self.config.keep_images else None,
+            gop_distance=self._gop_distance,
         )
 
     def _infer(self, picture: DecodedPicture, kind: str, acc: AccumulatedMotion | None) -> tuple[np.ndarray, float]:

@@ -439,7 +439,7 @@ class Trainer:
                 scaler.update()
                 scheduler.step()
                 losses.append({"loss": loss.item(), **{k: v.item() for k, v in parts.items()}})
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{losses[-1]['loss']:.3f}")
                 done += 1
                 if self.max_iters and done >= self.max_iters:
                     break

@@ -11,7 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from ..codec.packets import Packet, packet_from_message
@@ -88,5 +90,120 @@ def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
             raise BagError(f"topic {topic!r} is not in {path}; the bag has: {describe_topics(reader)}")
         for connection, _, raw in reader.messages(connections=connections):
             yield packet_from_message(reader.deserialize(raw, connection.msgtype), topic)
+    finally:
+        reader.close()
+
+
+VIDEO_FORMATS = {
+    "compressed_image": "sensor_msgs/msg/CompressedImage",
+    "ffmpeg_packet": "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+    "compressed_video": "foxglove_msgs/msg/CompressedVideo",
+}
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+
+
+class BagWriter:
+    """Writes video packets and label/mask images to a new rosbag2 bag.
+
+    ``storage``: ``sqlite3`` (metadata version 8 by default, which ROS 2 Humble plays) or ``mcap`` (version
+    9 by default). Message types that need registering are written with their definitions.
+    """
+
+    def __init__(self, path: str | os.PathLike, storage: str = "sqlite3", version: int | None = None) -> None:
+        if storage not in STORAGES:
+            raise BagError(f"unknown storage {storage!r}; choose sqlite3 or mcap")
+        path = Path(path)
+        if path.exists():
+            raise BagError(f"{path} exists; rosbag2 writes a new folder")
+        self.store = typestore()
+        self.types = self.store.types
+        self._writer = Writer(
+            path, version=version or (8 if storage == "sqlite3" else 9), storage_plugin=STORAGES[storage]
+        )
+        self._writer.open()
+        self._connections: dict[str, object] = {}
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def _connection(self, topic: str, msgtype: str) -> object:
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.store)
+        return self._connections[topic]
+
+    def _header(self, stamp_ns: int, frame_id: str) -> object:
+        stamp = self.types["builtin_interfaces/msg/Time"](
+            sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+        )
+        return self.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+    def write_packet(
+        self, topic: str, fmt: str, codec: str, data: bytes, stamp_ns: int, log_ns: int, frame_id: str,
+        key: bool, width: int, height: int, pts: int,
+    ) -> None:  # fmt: skip
+        """One video packet as ``fmt`` (compressed_image, ffmpeg_packet or compressed_video)."""
+        if fmt not in VIDEO_FORMATS:
+            raise BagError(f"unknown video message format {fmt!r}; choose one of {sorted(VIDEO_FORMATS)}")
+        msgtype = VIDEO_FORMATS[fmt]
+        cls = self.types[msgtype]
+        payload = np.frombuffer(data, np.uint8)
+        name = "h265" if codec == "hevc" else "h264"
+        if fmt == "compressed_image":
+            msg = cls(header=self._header(stamp_ns, frame_id), format=name, data=payload)
+        elif fmt == "ffmpeg_packet":
+            msg = cls(
+                header=self._header(stamp_ns, frame_id), width=width, height=height,
+                encoding=f"{codec};yuv420p;rgb8;rgb8", pts=pts, flags=int(key), is_bigendian=False, data=payload,
+            )  # fmt: skip
+        else:
+            stamp = self._header(stamp_ns, frame_id).stamp
+            msg = cls(timestamp=stamp, frame_id=frame_id, data=payload, format=name)
+        self._writer.write(self._connection(topic, msgtype), log_ns, self.store.serialize_cdr(msg, msgtype))
+
+    def copy_topics(self, source: str | os.PathLike, topics: list[str]) -> None:
+        """Copy every message of ``topics`` from the bag ``source``, with its log time."""
+        with AnyReader([Path(source)], default_typestore=self.store) as reader:
+            wanted = [c for c in reader.connections if c.topic in topics]
+            for connection, timestamp, raw in reader.messages(connections=wanted):
+                msg = reader.deserialize(raw, connection.msgtype)
+                conn = self._connection(connection.topic, connection.msgtype)
+                self._writer.write(conn, timestamp, self.store.serialize_cdr(msg, connection.msgtype))
+
+    def write_image(self, topic: str, image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> None:
+        """A ``sensor_msgs/Image`` (mono8 ``(H, W)`` or rgb8 ``(H, W, 3)`` uint8)."""
+        from ..messages import image_message
+
+        msgtype = "sensor_msgs/msg/Image"
+        msg = image_message(self.types[msgtype], self._header(stamp_ns, frame_id), image, encoding)
+        self._writer.write(self._connection(topic, msgtype), stamp_ns, self.store.serialize_cdr(msg, msgtype))
+
+
+def read_images(path: str | os.PathLike, topic: str) -> dict[int, np.ndarray]:
+    """Every ``sensor_msgs/Image`` of ``topic``, keyed by header stamp in nanoseconds."""
+    from ..messages import image_array
+
+    path = Path(path)
+    try:
+        reader = AnyReader([path], default_typestore=typestore())
+        reader.open()
+    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
+        raise BagError(f"{path} is not a readable rosbag2 bag ({exc})") from None
+    try:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            raise BagError(f"topic {topic!r} is not in {path}; the bag has: {describe_topics(reader)}")
+        if connections[0].msgtype != "sensor_msgs/msg/Image":
+            raise BagError(f"topic {topic!r} in {path} is {connections[0].msgtype}, not sensor_msgs/msg/Image")
+        images = {}
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            images[int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)] = image_array(msg)
+        return images
     finally:
         reader.close()

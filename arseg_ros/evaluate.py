@@ -1,0 +1,302 @@
+"""``arseg-eval``: replay a rosbag through the engine and measure accuracy, compute and speed.
+
+    arseg-eval --bag B --topic T --labels-topic L --model M [--mode ar|hr|lr|all] [--out DIR] [--write-bag OUT]
+
+Every video message goes through the same ``StreamSegmenter`` as the ROS node. Per mode it reports mIoU and
+per-class IoU over the frames that have a label image with the same stamp, mIoU_d for every distance d to the
+keyframe (pictures since the last keyframe in presentation order), GMACs per frame from the frames that really
+ran at HR and at LR, frames per second, and latency percentiles per stage. ``--mode all`` runs AR-Seg and both
+constant-resolution baselines and compares them. Writes ``metrics.json``, ``report.md`` and plots (mIoU against
+d, per-class IoU, latency histogram, mIoU against GMACs) to ``--out``; ``--video`` a colour-mask video of the first
+mode; ``--write-bag`` a new bag with the input topics plus ``/arseg/mask`` and ``/arseg/color_mask``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .codec.packets import PacketError
+from .data.bags import BagError, BagWriter, packets_from_bag, read_images
+from .engine import EngineConfig, SegResult, StreamSegmenter
+from .labels import LabelSet, colorize
+from .metrics import ConfusionMatrix
+from .model import ARSeg, CheckpointError, load_checkpoint
+from .model.flops import compute_report
+
+log = logging.getLogger(__name__)
+MODES = ("ar", "hr", "lr")
+STAGES = ("decode", "motion", "accumulation", "inference", "total")
+
+
+class EvaluationError(ValueError):
+    """Labels that do not fit the video (no matching stamps, other sizes)."""
+
+
+@dataclass
+class ModeResult:
+    """Accumulated measurements of one mode."""
+
+    mode: str
+    labels: LabelSet
+    confusion: ConfusionMatrix
+    by_distance: dict[int, ConfusionMatrix] = field(default_factory=dict)
+    gmacs: list[float] = field(default_factory=list)
+    timings: list[dict[str, float]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
+    unlabelled: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        per_class = self.confusion.iou()
+        latency = {
+            stage: {f"p{q}": float(np.percentile([t.get(stage, 0.0) for t in self.timings], q)) for q in (50, 95, 99)}
+            for stage in STAGES
+            if self.timings
+        }
+        return {
+            "mode": self.mode,
+            "frames": self.frames,
+            "labelled_frames": self.frames - self.unlabelled,
+            "miou": self.confusion.miou(),
+            "pixel_accuracy": self.confusion.pixel_accuracy(),
+            "per_class_iou": {
+                c: (None if np.isnan(v) else float(v)) for c, v in zip(self.labels.names, per_class, strict=True)
+            },
+            "miou_d": {int(d): cm.miou() for d, cm in sorted(self.by_distance.items())},
+            "gmacs_per_frame": float(np.mean(self.gmacs)) if self.gmacs else float("nan"),
+            "fps": self.frames / self.seconds if self.seconds > 0 else float("nan"),
+            "latency_ms": latency,
+            "engine": dict(self.counts),
+        }
+
+
+def _gmacs(model: ARSeg, arch: str, width: int, height: int) -> dict[str, float]:
+    report = compute_report(arch, model.num_classes, width, height, model.lr_scale, window=model.creff.attention.window)
+    return {"hr": report.hr_gmacs, "ar_lr": report.nonkey_gmacs, "lr": report.lr_gmacs}
+
+
+def run_mode(args: argparse.Namespace, mode: str, model: ARSeg, arch: str, labels: LabelSet, truth: dict, sink=None):
+    """Replay the bag in one mode; ``sink(result)`` sees every result (for videos and bags)."""
+    engine = StreamSegmenter(model, EngineConfig(mode=mode, device=args.device, keep_images=sink is not None))
+    result = ModeResult(mode, labels, ConfusionMatrix(labels.num_classes))
+    cost: dict[str, float] | None = None
+
+    def consume(items: list[SegResult]) -> None:
+        nonlocal cost
+        for r in items:
+            if r.labels is None:
+                continue
+            result.frames += 1
+            result.timings.append(r.timings)
+            if cost is None:
+                cost = _gmacs(model, arch, r.labels.shape[1], r.labels.shape[0])
+            result.gmacs.append(cost["hr"] if r.kind == "hr" else cost["ar_lr"] if mode == "ar" else cost["lr"])
+            if sink is not None:
+                sink(r)
+            gt = truth.get(r.stamp_ns)
+            if gt is None:
+                result.unlabelled += 1
+                continue
+            if gt.shape != r.labels.shape:
+                raise EvaluationError(
+                    f"label image at stamp {r.stamp_ns} is {gt.shape[::-1]}, the video {r.labels.shape[::-1]}"
+                )
+            result.confusion.update(gt, r.labels)
+            result.by_distance.setdefault(r.gop_distance, ConfusionMatrix(labels.num_classes)).update(gt, r.labels)
+
+    start = time.perf_counter()
+    for packet in tqdm(packets_from_bag(args.bag, args.topic), desc=f"{mode} mode", unit="frame", disable=args.quiet):
+        consume(engine.process(packet))
+        if args.max_frames and result.frames >= args.max_frames:
+            break
+    consume(engine.flush())
+    result.seconds = time.perf_counter() - start
+    result.counts = dict(engine.stats)
+    if truth and result.frames and result.unlabelled == result.frames:
+        raise EvaluationError(
+            f"no frame of {args.topic} has a label image with the same stamp on {args.labels_topic} "
+            f"(first label stamp {min(truth)})"
+        )
+    return result
+
+
+def _plots(out: Path, summaries: list[dict], labels: LabelSet, results: list[ModeResult]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in summaries:
+        d = sorted(s["miou_d"])
+        ax.plot(d, [100 * s["miou_d"][k] for k in d], marker="o", label=s["mode"].upper())
+    ax.set(xlabel="distance to keyframe d", ylabel="mIoU_d (%)", title="mIoU by distance to the keyframe")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "miou_vs_d.png", dpi=120)
+    names.append("miou_vs_d.png")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(summaries)
+    for i, s in enumerate(summaries):
+        values = [100 * (s["per_class_iou"][c] or 0.0) for c in labels.names]
+        ax.bar(np.arange(len(labels.names)) + i * width, values, width, label=s["mode"].upper())
+    ax.set_xticks(
+        np.arange(len(labels.names)) + width * (len(summaries) - 1) / 2, labels.names, rotation=45, ha="right"
+    )
+    ax.set(ylabel="IoU (%)", title="Per-class IoU")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "per_class_iou.png", dpi=120)
+    names.append("per_class_iou.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.hist([t["total"] for t in r.timings], bins=30, alpha=0.6, label=r.mode.upper())
+    ax.set(xlabel="latency per frame (ms)", ylabel="frames", title="Latency (decode to labels)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency_hist.png", dpi=120)
+    names.append("latency_hist.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in summaries:
+        ax.scatter(s["gmacs_per_frame"], 100 * s["miou"], s=60, label=s["mode"].upper())
+    ax.set(xlabel="GMACs per frame", ylabel="mIoU (%)", title="Accuracy against compute")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "miou_vs_gmacs.png", dpi=120)
+    names.append("miou_vs_gmacs.png")
+    plt.close("all")
+    return names
+
+
+def report_table(summaries: list[dict]) -> str:
+    """A markdown table comparing the modes."""
+    lines = [
+        "| mode | mIoU (%) | GMACs/frame | FPS | latency p50 / p95 / p99 (ms) | HR / LR frames |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lat = s["latency_ms"].get("total", {})
+        counts = s["engine"]
+        lines.append(
+            f"| {s['mode'].upper()} | {100 * s['miou']:.2f} | {s['gmacs_per_frame']:.2f} | {s['fps']:.1f} | "
+            f"{lat.get('p50', 0):.0f} / {lat.get('p95', 0):.0f} / {lat.get('p99', 0):.0f} | "
+            f"{counts.get('hr', 0)} / {counts.get('lr', 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argparse.Namespace, arch: str) -> None:
+    lines = [
+        f"# arseg-eval: {Path(args.bag).name}, topic {args.topic}",
+        "",
+        f"Model {Path(args.model).name} ({arch}); labels {args.labels_topic}.",
+        "",
+        report_table(summaries),
+        "",
+        "mIoU_d (%), d = frames since the keyframe:",
+        "",
+    ]
+    ds = sorted({d for s in summaries for d in s["miou_d"]})
+    lines.append("| mode | " + " | ".join(f"d={d}" for d in ds) + " |")
+    lines.append("|---" * (len(ds) + 1) + "|")
+    for s in summaries:
+        lines.append(
+            f"| {s['mode'].upper()} | " + " | ".join(f"{100 * s['miou_d'].get(d, float('nan')):.2f}" for d in ds) + " |"
+        )
+    lines += ["", *[f"![{p}]({p})" for p in plots], ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def evaluate(args: argparse.Namespace) -> list[dict]:
+    model, ckpt = load_checkpoint(args.model, device="cpu")
+    if not isinstance(model, ARSeg):
+        raise CheckpointError(f"{args.model} holds a single network; arseg-eval needs an AR-Seg checkpoint")
+    labels = ckpt.config.labels
+    truth = read_images(args.bag, args.labels_topic) if args.labels_topic else {}
+    modes = MODES if args.mode == "all" else (args.mode,)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for mode in modes:
+        sinks = []
+        if args.video and mode == modes[0]:
+            from .segment import Sink
+
+            video = Sink(Path(args.video), labels, blend=False)
+            sinks.append(video.write)
+        bag = None
+        if args.write_bag and mode == modes[0]:
+            bag = BagWriter(args.write_bag, storage=args.storage)
+            bag.copy_topics(args.bag, [t for t in (args.topic, args.labels_topic) if t])
+            sinks.append(lambda r, b=bag: _write_masks(b, r, labels))
+        try:
+            results.append(run_mode(args, mode, model, ckpt.config.arch, labels, truth, _fan_out(sinks)))
+        finally:
+            if sinks and args.video and mode == modes[0]:
+                video.close()
+            if bag is not None:
+                bag.close()
+    summaries = [r.summary() for r in results]
+    plots = _plots(out, summaries, labels, results) if truth else []
+    (out / "metrics.json").write_text(json.dumps({"bag": str(args.bag), "modes": summaries}, indent=2))
+    _write_report(out, summaries, plots, args, ckpt.config.arch)
+    return summaries
+
+
+def _fan_out(sinks: list):
+    if not sinks:
+        return None
+
+    def call(result: SegResult) -> None:
+        for s in sinks:
+            s(result)
+
+    return call
+
+
+def _write_masks(bag: BagWriter, result: SegResult, labels: LabelSet) -> None:
+    bag.write_image("/arseg/mask", result.labels, "mono8", result.stamp_ns, result.frame_id)
+    bag.write_image("/arseg/color_mask", colorize(result.labels, labels), "rgb8", result.stamp_ns, result.frame_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="arseg-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bag", required=True, help="rosbag2 bag (folder, .db3 or .mcap)")
+    parser.add_argument("--topic", required=True, help="video topic (CompressedImage, FFMPEGPacket, CompressedVideo)")
+    parser.add_argument("--labels-topic", help="sensor_msgs/Image mono8 labels with the video's stamps")
+    parser.add_argument("--model", required=True, help="AR-Seg checkpoint")
+    parser.add_argument("--mode", choices=[*MODES, "all"], default="ar")
+    parser.add_argument("--out", default="eval_out", help="folder for metrics.json, report.md and plots")
+    parser.add_argument("--video", help="write a colour-mask video (.mp4) of the first mode")
+    parser.add_argument("--write-bag", help="write the masks and colour masks of the first mode to this new bag")
+    parser.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3", help="storage of --write-bag")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-frames", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summaries = evaluate(args)
+    except (BagError, PacketError, CheckpointError, EvaluationError, ValueError) as exc:
+        print(f"arseg-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(report_table(summaries))
+    print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
