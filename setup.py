@@ -3,9 +3,19 @@
 from glob import glob
 from pathlib import Path
 
+from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
 
 PACKAGE = "arseg_ros"
+
+# Parse-only HEVC parser (bit reader, NAL, parameter sets, slice header, references, CABAC, slice data): every C++
+# file of arseg_ros/codec/hevc/ goes into one module. Portable flags only: no -march, no -ffast-math.
+HEVC = Pybind11Extension(
+    f"{PACKAGE}.codec._hevc",
+    sorted(glob("arseg_ros/codec/hevc/*.cpp")),
+    cxx_std=17,
+    extra_compile_args=["-O2"],
+)
 
 def share(folder: str, pattern: str) -> tuple[str, list[str]]:
     """An install rule: files of ``folder`` matching ``pattern`` go to ``share/arseg_ros/<folder>``."""
@@ -30,8 +40,20 @@ setup(
         share("models", "*.pt"),
         share("models", "*.md"),
     ],
-    install_requires=["numpy", "scipy", "torch>=2.1", "av>=12", "rosbags>=0.10", "matplotlib", "pyyaml", "pillow", "tqdm"],
+    install_requires=[
+        "numpy",
+        "scipy",
+        "torch>=2.1",
+        "av>=12",
+        "rosbags>=0.10",
+        "matplotlib",
+        "pyyaml",
+        "pillow",
+        "tqdm",
+    ],
     extras_require={"dev": ["pytest>=7", "ruff"]},
+    ext_modules=[HEVC],
+    cmdclass={"build_ext": build_ext},
     zip_safe=False,
     entry_points={
         "console_scripts": [
