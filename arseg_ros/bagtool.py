@@ -24,7 +24,7 @@ from rosbags.highlevel import AnyReader
 
 from .codec.encode import EncoderSettings, encode_frames
 from .data.bags import VIDEO_FORMATS, BagError, BagWriter, typestore
-from .data.synthetic import panning_clip
+from .data.synthetic import driving_clip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,7 +39,7 @@ def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
     """``(T, H, W, 3)`` uint8 frames and ``(T, H, W)`` uint8 labels (or None) from the chosen source."""
     if args.synthetic:
         w, h = args.size
-        clip = panning_clip(w, h, args.frames, velocity=(2.0, 0.5), seed=args.seed)
+        clip = driving_clip(w, h, args.frames, seed=args.seed)
         return clip.frames, clip.labels
     if args.video:
         path = Path(args.video)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     mk = sub.add_parser("make", help="encode frames into a bag with a video topic and a label topic")
     mk.add_argument("out", help="new bag folder")
     source = mk.add_mutually_exclusive_group(required=True)
-    source.add_argument("--synthetic", action="store_true", help="a labelled synthetic street clip")
+    source.add_argument("--synthetic", action="store_true", help="a labelled procedural driving clip")
     source.add_argument("--video", help="frames from a video file (no labels)")
     source.add_argument("--images", help="a folder of frames (sorted by name)")
     mk.add_argument("--labels", help="with --images: a folder of label PNGs with the same names")

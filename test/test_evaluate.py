@@ -13,7 +13,7 @@ from arseg_ros.bagtool import main as bag_main
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.codec.packets import Packet
 from arseg_ros.data.bags import BagError, packets_from_bag, read_images
-from arseg_ros.data.synthetic import panning_clip
+from arseg_ros.data.synthetic import driving_clip, panning_clip
 from arseg_ros.engine import EngineConfig, StreamSegmenter
 from arseg_ros.evaluate import main as eval_main
 from arseg_ros.labels import CAMVID
@@ -52,7 +52,7 @@ def test_bag_round_trip(tmp_path, fmt, storage):
     labels = read_images(path, "/camera/labels")
     assert len(packets) == N and all(p.codec == "hevc" and p.frame_id == "camera" for p in packets)
     assert sorted(p.stamp_ns for p in packets) == sorted(labels)
-    clip = panning_clip(W, H, N, velocity=(2.0, 0.5), seed=0)
+    clip = driving_clip(W, H, N, seed=0)
     np.testing.assert_array_equal(labels[min(labels)], clip.labels[0])
     if fmt == "ffmpeg_packet":
         assert packets[0].key_hint is True and packets[1].key_hint is False

@@ -75,9 +75,9 @@ def is_bag(path: str | os.PathLike) -> bool:
     return (p.is_dir() and (p / "metadata.yaml").is_file()) or p.suffix in (".mcap", ".db3")
 
 
-def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
-    """Yield the packets of ``topic`` in recording order. Raises ``BagError`` naming the bag's topics when
-    the topic is missing, and ``PacketError`` for messages that are not HEVC/H.264 video."""
+def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = None) -> Iterator[object]:
+    """Yield the deserialised messages of ``topic`` in recording order. Raises ``BagError`` for a bag that is
+    not readable, a topic it lacks (listing its topics and types), or a topic of another type than ``msgtype``."""
     path = Path(path)
     try:
         reader = AnyReader([path], default_typestore=typestore())
@@ -88,10 +88,19 @@ def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
         connections = [c for c in reader.connections if c.topic == topic]
         if not connections:
             raise BagError(f"topic {topic!r} is not in {path}; the bag has: {describe_topics(reader)}")
+        if msgtype is not None and connections[0].msgtype != msgtype:
+            raise BagError(f"topic {topic!r} in {path} is {connections[0].msgtype}, not {msgtype}")
         for connection, _, raw in reader.messages(connections=connections):
-            yield packet_from_message(reader.deserialize(raw, connection.msgtype), topic)
+            yield reader.deserialize(raw, connection.msgtype)
     finally:
         reader.close()
+
+
+def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
+    """Yield the packets of ``topic`` in recording order (``PacketError`` for messages that are not
+    HEVC/H.264 video)."""
+    for msg in topic_messages(path, topic):
+        yield packet_from_message(msg, topic)
 
 
 VIDEO_FORMATS = {
@@ -188,22 +197,7 @@ def read_images(path: str | os.PathLike, topic: str) -> dict[int, np.ndarray]:
     """Every ``sensor_msgs/Image`` of ``topic``, keyed by header stamp in nanoseconds."""
     from ..messages import image_array
 
-    path = Path(path)
-    try:
-        reader = AnyReader([path], default_typestore=typestore())
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-        raise BagError(f"{path} is not a readable rosbag2 bag ({exc})") from None
-    try:
-        connections = [c for c in reader.connections if c.topic == topic]
-        if not connections:
-            raise BagError(f"topic {topic!r} is not in {path}; the bag has: {describe_topics(reader)}")
-        if connections[0].msgtype != "sensor_msgs/msg/Image":
-            raise BagError(f"topic {topic!r} in {path} is {connections[0].msgtype}, not sensor_msgs/msg/Image")
-        images = {}
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, connection.msgtype)
-            images[int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)] = image_array(msg)
-        return images
-    finally:
-        reader.close()
+    return {
+        int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec): image_array(msg)
+        for msg in topic_messages(path, topic, "sensor_msgs/msg/Image")
+    }
