@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ._hevc import HevcParseError, split_annexb
 from ._hevc import Parser as _NativeParser
 
@@ -100,6 +102,10 @@ class Picture:
     error (their references are missing). ``dpb_id``: stable id of this picture in the DPB (-1 if not
     decodable), the ``dpb_id`` later pictures' reference entries point to. ``rps``: the POC lists of 8.3.2
     (st_curr_before, st_curr_after, st_foll, lt_curr, lt_foll) and the number of generated placeholders.
+    ``motion`` (parsers made with ``motion=True``, decodable pictures): the derived motion on the 4x4 luma block
+    grid ``(Hb, Wb)``: ``pred_flag`` ``(2, Hb, Wb)`` uint8 (list 0 / list 1 used), ``mv`` ``(2, Hb, Wb, 2)`` int16
+    quarter-pel ``(x, y)``, ``ref_idx`` ``(2, Hb, Wb)`` int8, ``ref_poc`` ``(2, Hb, Wb)`` int32 and
+    ``ref_long_term`` ``(2, Hb, Wb)`` uint8; blocks without prediction from a list (intra) have ``pred_flag`` 0.
     """
 
     decode_index: int
@@ -120,6 +126,7 @@ class Picture:
     dpb_id: int
     rps: dict[str, object]
     slices: list[SliceSegment]
+    motion: dict[str, np.ndarray] | None = None
 
     @property
     def slice_types(self) -> list[int]:
@@ -185,11 +192,13 @@ class HevcParser:
     ``feed`` takes Annex B bytes in chunks of any size (a NAL unit is parsed when the next start code arrives);
     ``feed_access_unit`` takes one whole access unit (length-prefixed NAL units, or Annex B); ``flush`` ends the
     stream. Each returns the pictures completed by it, in decode order. ``trace=True`` records every header
-    field (``SliceSegment.fields`` and :meth:`take_dumps`). The GIL is released while parsing.
+    field (``SliceSegment.fields`` and :meth:`take_dumps`). ``motion=True`` also parses the slice data (CABAC,
+    every syntax element, with the synchronisation check at each entry point and slice end) and derives the
+    motion vectors of every block (``Picture.motion``). The GIL is released while parsing.
     """
 
-    def __init__(self, trace: bool = False) -> None:
-        self._native = _NativeParser(trace)
+    def __init__(self, trace: bool = False, motion: bool = False) -> None:
+        self._native = _NativeParser(trace, motion)
 
     def _call(self, fn, *args) -> list[Picture]:
         try:

@@ -1,14 +1,21 @@
 // pybind11 module arseg_ros.codec._hevc: the incremental HEVC header parser. Records are returned as plain
 // dicts/tuples; arseg_ros/codec/hevc.py turns them into dataclasses. ParseError becomes
 // arseg_ros.codec.HevcParseError (a ValueError) with kind, nal_index, picture, slice, ctu and bit_position.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <iterator>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "motion_derivation.hpp"
 #include "parser.hpp"
+#include "slice_data.hpp"
 
 namespace py = pybind11;
 using namespace arseg::hevc;
@@ -78,7 +85,20 @@ py::dict header_to_dict(const SliceHeader& h) {
   return d;
 }
 
-py::dict picture_to_dict(const PictureRecord& p) {
+// Per-4x4-block motion arrays of a picture (copies), C order: pred_flag (2, Hb, Wb) uint8, mv (2, Hb, Wb, 2) int16,
+// ref_idx (2, Hb, Wb) int8, ref_poc (2, Hb, Wb) int32 (INT32_MIN where unused), ref_long_term (2, Hb, Wb) uint8.
+py::dict motion_to_dict(const DenseMotion& m) {
+  const py::ssize_t hb = m.blocks_h, wb = m.blocks_w;
+  py::dict d;
+  d["pred_flag"] = py::array_t<uint8_t>({py::ssize_t{2}, hb, wb}, m.pred_flag.data());
+  d["mv"] = py::array_t<int16_t>({py::ssize_t{2}, hb, wb, py::ssize_t{2}}, m.mv.data());
+  d["ref_idx"] = py::array_t<int8_t>({py::ssize_t{2}, hb, wb}, m.ref_idx.data());
+  d["ref_poc"] = py::array_t<int32_t>({py::ssize_t{2}, hb, wb}, m.ref_poc.data());
+  d["ref_long_term"] = py::array_t<uint8_t>({py::ssize_t{2}, hb, wb}, m.ref_long_term.data());
+  return d;
+}
+
+py::dict picture_to_dict(const PictureRecord& p, const std::optional<DenseMotion>& motion) {
   py::dict d;
   d["decode_index"] = p.decode_index;
   d["poc"] = p.poc;
@@ -122,12 +142,19 @@ py::dict picture_to_dict(const PictureRecord& p) {
     slices.append(sd);
   }
   d["slices"] = slices;
+  d["motion"] = motion ? py::object(motion_to_dict(*motion)) : py::object(py::none());
   return d;
 }
 
-py::list pictures_to_list(std::vector<PictureRecord>&& pics) {
+// Completed pictures with the motion of each (std::nullopt: not derived, e.g. a skipped RASL picture).
+struct Completed {
+  std::vector<PictureRecord> pictures;
+  std::vector<std::optional<DenseMotion>> motion;
+};
+
+py::list pictures_to_list(Completed&& done) {
   py::list out;
-  for (const auto& p : pics) out.append(picture_to_dict(p));
+  for (size_t i = 0; i < done.pictures.size(); ++i) out.append(picture_to_dict(done.pictures[i], done.motion[i]));
   return out;
 }
 
@@ -148,7 +175,9 @@ py::list dumps_to_list(std::vector<NalDump>&& dumps) {
 // A parser plus a lock: the GIL is released while parsing, so calls on one object are serialised here.
 class PyParser {
  public:
-  explicit PyParser(bool trace) : parser_(ParserOptions{trace}) {}
+  PyParser(bool trace, bool motion) : parser_(ParserOptions{trace}) {
+    if (motion) parser_.set_slice_data_hook([this](const SliceContext& c) { on_slice(c); });
+  }
 
   py::list feed(const py::buffer& data) {
     return pictures_to_list(run(data, [this](const uint8_t* p, size_t n) { parser_.feed(p, n); }));
@@ -158,23 +187,23 @@ class PyParser {
         run(data, [this, length_size](const uint8_t* p, size_t n) { parser_.feed_access_unit(p, n, length_size); }));
   }
   py::list flush() {
-    std::vector<PictureRecord> pictures;
+    Completed done;
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
       parser_.flush();
-      pictures = parser_.take_pictures();
+      done = collect();
     }
-    return pictures_to_list(std::move(pictures));
+    return pictures_to_list(std::move(done));
   }
   py::list take_pictures() {
-    std::vector<PictureRecord> pictures;
+    Completed done;
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      pictures = parser_.take_pictures();
+      done = collect();
     }
-    return pictures_to_list(std::move(pictures));
+    return pictures_to_list(std::move(done));
   }
   py::list take_dumps() {
     std::vector<NalDump> dumps;
@@ -205,7 +234,7 @@ class PyParser {
   // Parses with the GIL released and the parser locked; returns the pictures completed by the call. On a
   // ParseError the completed pictures stay queued (the Python wrapper collects them with take_pictures()).
   template <typename F>
-  std::vector<PictureRecord> run(const py::buffer& data, F&& f) {
+  Completed run(const py::buffer& data, F&& f) {
     const py::buffer_info info = data.request();
     if (info.ndim > 1 || (info.ndim == 1 && info.strides[0] != info.itemsize)) {
       throw py::value_error("expected a contiguous bytes-like object");
@@ -215,11 +244,67 @@ class PyParser {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
     f(p, n);
-    return parser_.take_pictures();
+    return collect();
+  }
+
+  // Slice-data hook: parses the slice segment data and derives its motion (slice_data.hpp, motion_derivation.hpp).
+  void on_slice(const SliceContext& c) {
+    if (!c.picture || c.substream_offsets.empty()) {
+      throw ParseError(ErrorKind::InvalidValue, "slice segment without a picture or a slice data offset");
+    }
+    if (!coding_ || coding_dpb_id_ != c.picture->id) {
+      finish_motion();
+      coding_ = std::make_unique<PictureCodingState>(c.sps, c.picture->decode_index);
+      coding_dpb_id_ = c.picture->id;
+      field_ = start_motion_field(*coding_, c.picture);
+    }
+    try {
+      const std::vector<size_t> entry_points(c.substream_offsets.begin() + 1, c.substream_offsets.end());
+      parse_slice_segment_data(c.sps, c.pps, c.layout, c.header, c.rbsp.bytes.data(), c.rbsp.bytes.size(),
+                               c.substream_offsets.front(), entry_points, *coding_);
+      derive_slice_motion(c.sps, c.pps, c.layout, c.header, c.ref_list0, c.ref_list1, *coding_, *field_);
+    } catch (...) {
+      // The parser drops the picture: so does the motion state.
+      coding_.reset();
+      field_.reset();
+      coding_dpb_id_ = -1;
+      throw;
+    }
+  }
+
+  // The picture in progress is complete: keep its dense motion until its record is taken.
+  void finish_motion() {
+    if (coding_ && field_) done_motion_[coding_dpb_id_] = dense_motion(*field_, *coding_);
+    coding_.reset();
+    field_.reset();
+    coding_dpb_id_ = -1;
+  }
+
+  // Takes the completed pictures and attaches their motion; motion kept for pictures the parser dropped (DPB ids
+  // below the one taken) is discarded.
+  Completed collect() {
+    Completed done;
+    done.pictures = parser_.take_pictures();
+    for (const PictureRecord& p : done.pictures) {
+      if (p.dpb_id >= 0 && p.dpb_id == coding_dpb_id_) finish_motion();
+      const auto it = done_motion_.find(p.dpb_id);
+      if (p.dpb_id < 0 || it == done_motion_.end()) {
+        done.motion.emplace_back();
+        continue;
+      }
+      done.motion.emplace_back(std::move(it->second));
+      done_motion_.erase(done_motion_.begin(), std::next(it));
+    }
+    return done;
   }
 
   StreamParser parser_;
   std::mutex mutex_;
+  // Motion derivation state (only with motion=True): the picture in progress and the finished ones not yet taken.
+  std::unique_ptr<PictureCodingState> coding_;
+  std::shared_ptr<MotionField> field_;
+  int64_t coding_dpb_id_ = -1;
+  std::map<int64_t, DenseMotion> done_motion_;
 };
 
 }  // namespace
@@ -248,7 +333,7 @@ PYBIND11_MODULE(_hevc, m) {
   });
 
   py::class_<PyParser>(m, "Parser")
-      .def(py::init<bool>(), py::arg("trace") = false)
+      .def(py::init<bool, bool>(), py::arg("trace") = false, py::arg("motion") = false)
       .def("feed", &PyParser::feed, py::arg("data"))
       .def("feed_access_unit", &PyParser::feed_access_unit, py::arg("data"), py::arg("length_size"))
       .def("flush", &PyParser::flush)
