@@ -8,8 +8,19 @@ from setuptools import find_packages, setup
 
 PACKAGE = "arseg_ros"
 
-# Parse-only HEVC parser (bit reader, NAL, parameter sets, slice header, references, CABAC, slice data): every C++
-# file of arseg_ros/codec/hevc/ goes into one module. Portable flags only: no -march, no -ffast-math.
+# Fused CPU local attention for CReFF. Portable flags only: no -march (the binary must run on any x86_64 /
+# aarch64; AVX2 kernels are compiled in a target region and chosen at run time) and no -ffast-math (it would
+# change the softmax numerics and NaN handling).
+LOCAL_ATTENTION = Pybind11Extension(
+    f"{PACKAGE}.model._local_attention",
+    ["arseg_ros/model/csrc/local_attention.cpp"],
+    depends=["arseg_ros/model/csrc/local_attention_kernels.h"],
+    cxx_std=17,
+    extra_compile_args=["-O3"],
+)
+
+# Parse-only HEVC parser (bit reader, NAL, parameter sets, slice header, references, CABAC, slice data, motion
+# derivation): every C++ file of arseg_ros/codec/hevc/ goes into one module. Same portable flags as above.
 HEVC = Pybind11Extension(
     f"{PACKAGE}.codec._hevc",
     sorted(glob("arseg_ros/codec/hevc/*.cpp")),
@@ -52,7 +63,7 @@ setup(
         "tqdm",
     ],
     extras_require={"dev": ["pytest>=7", "ruff"]},
-    ext_modules=[HEVC],
+    ext_modules=[LOCAL_ATTENTION, HEVC],
     cmdclass={"build_ext": build_ext},
     zip_safe=False,
     entry_points={

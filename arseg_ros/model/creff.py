@@ -113,8 +113,30 @@ def local_attention_reference(q: Tensor, k: Tensor, v: Tensor, window: int = 7, 
     return out
 
 
-def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int = 7, scale: float = 1.0) -> Tensor:
-    """Local attention of ``(N, C, H, W)`` tensors (semantics in the module docstring)."""
+def local_attention(
+    q: Tensor, k: Tensor, v: Tensor, window: int = 7, scale: float = 1.0, backend: str = "auto"
+) -> Tensor:
+    """Local attention of ``(N, C, H, W)`` tensors (semantics in the module docstring). Returns ``(N, C, H, W)``.
+
+    ``backend``: ``"reference"`` (``local_attention_reference``), ``"cpu_fused"`` (the C++ kernel, float32/64
+    CPU tensors), ``"gpu"`` (the Triton kernel) or ``"auto"``: the C++ kernel for float32/float64 CPU tensors
+    when it is built, the Triton kernel for CUDA tensors when triton is installed, else the reference.
+    """
+    from . import attention_kernels as kernels
+
+    if backend == "reference":
+        return local_attention_reference(q, k, v, window, scale)
+    if backend == "cpu_fused":
+        return kernels.local_attention_cpu(q, k, v, window, scale)
+    if backend == "gpu":
+        return kernels.local_attention_triton(q, k, v, window, scale)
+    if backend != "auto":
+        raise ValueError(f"unknown local attention backend {backend!r}; use auto, reference, cpu_fused or gpu")
+    same = all(isinstance(t, Tensor) and t.dtype == q.dtype and t.device == q.device for t in (k, v))
+    if same and q.device.type == "cpu" and q.dtype in kernels.CPU_DTYPES and kernels.cpu_kernel_available():
+        return kernels.local_attention_cpu(q, k, v, window, scale)
+    if same and q.is_cuda and q.dtype in kernels.TRITON_DTYPES and kernels.triton_available():
+        return kernels.local_attention_triton(q, k, v, window, scale)
     return local_attention_reference(q, k, v, window, scale)
 
 
