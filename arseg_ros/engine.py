@@ -12,9 +12,10 @@ fatal): a stream starting mid-GOP yields no output until the first keyframe (or,
 ``start="hr"``, runs HR on the first decodable picture); a decoder error or a reported discontinuity breaks
 the chain, so the next decodable picture runs HR; a resolution or codec change resets the stream state.
 
-Motion sources: H.264 from FFmpeg's side data (in presentation order; see ``arseg_ros.codec.h264``). HEVC
-motion comes from the package's bitstream parser; where it is not available, every HEVC picture runs HR
-(counted as ``no_motion``).
+Motion sources: HEVC from the package's bitstream parser (``arseg_ros.codec.hevc``), which derives every block's
+motion vectors and is accumulated in decode order as packets arrive; H.264 from FFmpeg's side data, in
+presentation order (see ``arseg_ros.codec.h264``). A picture without motion (a parse error, a picture the parser
+dropped) runs HR, counted as ``no_motion``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from .codec.decode import DecodedPicture, DecodeError, DecoderSession
 from .codec.h264 import motion_field_from_side_data
+from .codec.hevc import HevcParseError, HevcParser, motion_field
 from .codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
 from .codec.packets import CODECS, Packet
 from .model import ARSeg
@@ -133,8 +135,11 @@ class StreamSegmenter:
         self._anchor_index: int | None = None
         self._started = False
         self._broken = False
-        self._warned_no_motion = False
         self._gop_distance = 0
+        self._key_id: int | None = None
+        self._last_pushed: int | None = None
+        self._parser: HevcParser | None = None
+        self._hevc_motion: dict[int, tuple[AccumulatedMotion, float, float, float]] = {}
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -151,6 +156,8 @@ class StreamSegmenter:
             self._reset_stream(DecoderSession(packet.codec))
         index = self._session.packets_fed
         self._packets[index] = packet
+        if self._parser is not None:
+            self._parse_motion(index, packet.data)
         start = time.perf_counter()
         try:
             pictures = self._session.decode(packet.data)
@@ -179,11 +186,35 @@ class StreamSegmenter:
         self._broken = True
         self._accumulator.reset()
         self._key_feature = None
+        self._key_id = None
+
+    def _parse_motion(self, index: int, data: bytes) -> None:
+        """HEVC: parse the access unit, derive its motion and accumulate it, in decode order."""
+        start = time.perf_counter()
+        try:
+            pictures = self._parser.feed_access_unit(data)
+        except HevcParseError as exc:
+            self.stats["parse_error"] += 1
+            log.warning("HEVC parser: %s", exc)
+            self.mark_discontinuity()
+            return
+        parsed = time.perf_counter()
+        for picture in pictures:
+            field = motion_field(picture)
+            if field is None:
+                continue
+            acc = self._accumulator.push(field, is_keyframe=field.is_irap)
+            self._last_pushed = field.poc
+            done = time.perf_counter()
+            self._hevc_motion[index] = (acc, float(field.intra.mean()), 1e3 * (parsed - start), 1e3 * (done - parsed))
 
     # -- internals ---------------------------------------------------------------------------------
 
     def _reset_stream(self, session: DecoderSession) -> None:
         self._session = session
+        self._parser = HevcParser(motion=True) if session.codec == "hevc" and self.config.mode == "ar" else None
+        self._hevc_motion.clear()
+        self._key_id = None
         self._packets.clear()
         self._decode_ms.clear()
         self._accumulator.reset()
@@ -212,12 +243,17 @@ class StreamSegmenter:
         return True
 
     def _motion(self, picture: DecodedPicture, timings: dict[str, float]) -> tuple[AccumulatedMotion | None, float]:
-        """Accumulate ``picture``'s motion as a non-keyframe; returns it and its share of intra blocks."""
-        if self._session.codec != "h264":
-            if not self._warned_no_motion:
-                log.warning("HEVC motion extraction is not available: every HEVC picture runs the HR network")
-                self._warned_no_motion = True
-            return None, 1.0
+        """``picture``'s motion accumulated to the keyframe, and its share of intra blocks.
+
+        HEVC: taken from the parser, which ran in decode order when the packet arrived. H.264: built from
+        FFmpeg's side data now, in presentation order, and accumulated as a non-keyframe.
+        """
+        if self._session.codec == "hevc":
+            entry = self._hevc_motion.pop(picture.packet_index, None)
+            if entry is None:
+                return None, 1.0
+            acc, intra_share, timings["motion"], timings["accumulation"] = entry
+            return acc, intra_share
         h, w = picture.image.shape[:2]
         start = time.perf_counter()
         past = self._anchor_index if picture.picture_type != "I" else None
@@ -234,6 +270,7 @@ class StreamSegmenter:
         )
         mid = time.perf_counter()
         acc = self._accumulator.push(field, is_keyframe=False)
+        self._last_pushed = field.poc
         timings["motion"] = 1e3 * (mid - start)
         timings["accumulation"] = 1e3 * (time.perf_counter() - mid)
         return acc, float(field.intra.mean())
@@ -244,13 +281,31 @@ class StreamSegmenter:
             return "keyframe"
         if acc is None:
             return "no_motion"
-        if self._broken or self._key_feature is None or not acc.reaches_keyframe:
+        if self._broken or self._key_feature is None or not acc.reaches_keyframe or acc.key_poc != self._key_id:
             return "chain_broken"
         if self.config.hr_every_n and self._since_hr + 1 >= self.config.hr_every_n:
             return "hr_every_n"
         if picture.picture_type != "I" and intra_share > self.config.scene_cut_intra_share:
             return "scene_cut"
         return None
+
+    def _restart_chain(self, picture: DecodedPicture, acc: AccumulatedMotion | None) -> AccumulatedMotion | None:
+        """Make ``picture`` the keyframe of the motion chain; returns its motion, or ``None`` when it cannot be.
+
+        A picture the parser already made a keyframe (IRAP) is one. Otherwise the accumulator restarts from it,
+        which is only right while no later picture (in decode order) has been accumulated and the picture's
+        chain leads to the keyframe whose feature is cached: with B-frames, a picture shown before others decoded
+        after it, or a leading picture of a CRA not yet shown, runs HR for itself only and the chain is kept.
+        """
+        if acc is not None and acc.distance == 0 and acc.key_poc == acc.poc:
+            return acc
+        pending_key = self._key_id is not None and acc is not None and acc.key_poc != self._key_id and not self._broken
+        if acc is not None and (acc.poc != self._last_pushed or pending_key):
+            return None
+        h, w = picture.image.shape[:2]
+        poc = acc.poc if acc is not None else picture.packet_index
+        self._last_pushed = poc
+        return self._accumulator.push(MotionField.empty(poc, "I", True, w, h), is_keyframe=True)
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         x = normalize(torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float().div_(255.0))
@@ -273,8 +328,7 @@ class StreamSegmenter:
             kind = "lr" if reason is None else "hr"
             if reason is not None:
                 self.stats[f"hr_{reason}"] += 1
-                h, w = picture.image.shape[:2]
-                acc = self._accumulator.push(MotionField.empty(index, "I", True, w, h), is_keyframe=True)
+                acc = self._restart_chain(picture, acc)
         if picture.picture_type != "B":
             self._anchor_index = index
         labels = None
@@ -303,8 +357,8 @@ class StreamSegmenter:
         frame = self._to_tensor(picture.image)
         if kind == "hr":
             logits, feature = self._run(lambda: self.model.forward_key(frame))
-            if self.config.mode == "ar":
-                self._key_feature, self._broken = feature, False
+            if self.config.mode == "ar" and acc is not None:
+                self._key_feature, self._broken, self._key_id = feature, False, acc.key_poc
         elif self.config.mode == "lr":
             logits = self._run(lambda: self.model.forward_constant(frame, self.lr_scale))
         else:

@@ -161,12 +161,29 @@ def test_resolution_change_resets(model, clip):
     assert results[6].kind == "hr"
 
 
-def test_codec_change_resets_and_hevc_without_motion_runs_hr(model, clip, h264_packets):
+def test_codec_change_resets_the_stream(model, clip, h264_packets):
     packets = h264_packets[:4] + encode(clip.frames[:4], codec="hevc", params="keyint=12:bframes=0")
     results, engine = run(model, packets)
     assert engine.stats["codec_change"] == 1
-    assert [r.kind for r in results] == ["hr", "lr", "lr", "lr", "hr", "hr", "hr", "hr"]
-    assert engine.stats["hr_no_motion"] == 3
+    assert [r.kind for r in results] == ["hr", "lr", "lr", "lr", "hr", "lr", "lr", "lr"]
+
+
+@pytest.mark.parametrize(
+    ("params", "hr_frames"),
+    [
+        ("keyint=12:bframes=0", [0, 12]),
+        ("keyint=12:bframes=3:b-pyramid=1:open-gop=0", [0, 12]),
+        # open GOP: the leading pictures 9..11 of the CRA at 12 are shown before it, so they run HR
+        ("keyint=12:bframes=3:b-pyramid=1:open-gop=1", [0, 9, 10, 11, 12]),
+    ],
+)
+def test_hevc_schedule_and_stamps_with_bitstream_motion(model, clip, params, hr_frames):
+    packets = encode(clip.frames, codec="hevc", params=params)
+    results, engine = run(model, packets)
+    assert [r.stamp_ns for r in results] == sorted(p.stamp_ns for p in packets)
+    assert [i for i, r in enumerate(results) if r.kind == "hr"] == hr_frames
+    assert engine.stats["parse_error"] == 0 and engine.stats["hr_no_motion"] == 0
+    assert all(r.timings["motion"] > 0 for r in results if r.kind == "lr")
 
 
 def test_latest_policy_skips_stale_lr_work_but_keeps_the_chain(model, h264_packets):

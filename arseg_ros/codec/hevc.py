@@ -23,6 +23,7 @@ import numpy as np
 
 from ._hevc import HevcParseError, split_annexb
 from ._hevc import Parser as _NativeParser
+from .motion import MotionField
 
 __all__ = [
     "SLICE_TYPES",
@@ -34,6 +35,7 @@ __all__ = [
     "SliceSegment",
     "TraceField",
     "dump_headers",
+    "motion_field",
     "split_annexb",
 ]
 
@@ -242,3 +244,28 @@ def dump_headers(data: bytes) -> list[NalDump]:
     parser.feed(data)
     parser.flush()
     return parser.take_dumps()
+
+
+def motion_field(picture: Picture) -> MotionField | None:
+    """The ``MotionField`` of a picture parsed with ``motion=True`` (``None`` when it has no motion)."""
+    if picture.motion is None:
+        return None
+    m = picture.motion
+    pred = m["pred_flag"].astype(bool)
+    types = picture.slice_types
+    kind = "I" if all(t == 2 for t in types) else "B" if any(t == 0 for t in types) else "P"
+    result = MotionField(
+        poc=picture.poc,
+        picture_type=kind,
+        is_irap=picture.is_irap,
+        width=picture.width,
+        height=picture.height,
+        mv=np.ascontiguousarray(m["mv"], dtype=np.int16),
+        pred_flag=pred,
+        ref_poc=m["ref_poc"].astype(np.int64),
+        intra=~(pred[0] | pred[1]),
+        skip=np.zeros(pred.shape[1:], bool),
+        merge=np.zeros(pred.shape[1:], bool),
+    )
+    result.validate()
+    return result
