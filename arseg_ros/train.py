@@ -57,8 +57,9 @@ class RecipeError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """Where the data is: ``kind`` (camvid, camvid32, cityscapes, folder), ``root`` (relative paths are
-    relative to the recipe file), the splits, and the class list name."""
+    """Where the data is: ``kind`` (camvid, camvid32, cityscapes, folder, synthetic), ``root`` (relative paths
+    are relative to the recipe file), the splits, the class list name, and for ``synthetic`` the number of
+    training images ``count`` (validation: a quarter of it) and their ``size`` ``[h, w]``."""
 
     kind: str = "camvid"
     root: str = "../shared/data/camvid"
@@ -66,6 +67,8 @@ class DatasetSpec:
     val_split: str = "test"
     classes: str = "camvid"
     val_limit: int = 0
+    count: int = 200
+    size: tuple[int, int] = (240, 320)
 
 
 @dataclass
@@ -349,8 +352,8 @@ class Trainer:
 
     def _data(self) -> tuple[DataLoader, PhaseData, SegmentationDataset]:
         d = self.recipe.dataset
-        train = open_dataset(d.kind, d.root, d.train_split)
-        val = open_dataset(d.kind, d.root, d.val_split)
+        train = open_dataset(d.kind, d.root, d.train_split, count=d.count, size=d.size)
+        val = open_dataset(d.kind, d.root, d.val_split, count=max(1, d.count // 4), size=d.size)
         if train.label_set.names != self.labels.names:
             raise DatasetError(f"dataset classes {train.label_set.names} differ from the recipe's {self.labels.names}")
         motion = MotionRange(self.spec.motion_zoom, self.spec.motion_shift, self.spec.motion_rotation)

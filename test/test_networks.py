@@ -8,7 +8,7 @@ import torch
 from arseg_ros.model import build_network
 from arseg_ros.model.resnet import ResNet18
 
-ARCHS = ["pspnet18_camvid", "pspnet18_cityscapes", "bisenet18"]
+ARCHS = ["pspnet18_camvid", "pspnet18_cityscapes", "bisenet18", "bisenet18_small"]
 SIZES = [(64, 96), (97, 131), (120, 72)]
 
 

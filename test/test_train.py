@@ -195,7 +195,7 @@ def test_recipe_errors_name_the_key(tmp_path, recipe_file):
 def test_shipped_recipes_load():
     root = Path(__file__).resolve().parents[1] / "config" / "train"
     names = sorted(p.name for p in root.glob("*.yaml"))
-    assert names == ["camvid_cpu.yaml", "camvid_paper.yaml", "cityscapes_paper.yaml"]
+    assert names == ["camvid_cpu.yaml", "camvid_paper.yaml", "cityscapes_paper.yaml", "demo_synthetic.yaml"]
     for path in root.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.ar.fst_weight == 1.0

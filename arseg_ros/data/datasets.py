@@ -234,14 +234,40 @@ class ImageFolder(SegmentationDataset):
         self.pairs = _pairs(_images_in(root / "images"), labels, f"image folder {root}")
 
 
+class SyntheticDriving(SegmentationDataset):
+    """``count`` labelled frames of ``arseg_ros.data.synthetic.driving_clip`` at ``size = (h, w)``, one street per
+    sample, rendered on demand. The ``train`` split uses seeds from 0, any other split seeds from 1,000,000."""
+
+    def __init__(self, count: int, size: tuple[int, int], split: str = "train") -> None:
+        if count < 1:
+            raise DatasetError(f"a synthetic dataset needs a positive count, got {count}")
+        self.label_set = CAMVID
+        self.count, self.size = count, size
+        self.first_seed = 0 if split == "train" else 1_000_000
+        self.pairs = []
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> LabelledImage:
+        from .synthetic import driving_clip
+
+        h, w = self.size
+        clip = driving_clip(w, h, 1, seed=self.first_seed + index)
+        return LabelledImage(image=clip.frames[0], labels=clip.labels[0], name=f"synthetic_{self.first_seed + index}")
+
+
 def open_dataset(kind: str, root: str | os.PathLike, split: str = "train", **options) -> SegmentationDataset:
-    """A dataset by layout name: ``camvid`` (SegNet layout), ``camvid32``, ``cityscapes`` or ``folder``."""
+    """A dataset by layout name: ``camvid`` (SegNet layout), ``camvid32``, ``cityscapes``, ``folder`` or
+    ``synthetic`` (options ``count`` and ``size``)."""
+    if kind == "synthetic":
+        return SyntheticDriving(options.get("count", 100), options.get("size", (240, 320)), split)
     if kind == "camvid":
-        return CamVidSegNet(root, split, **options)
+        return CamVidSegNet(root, split, options.get("void_as_class", True))
     if kind == "camvid32":
-        return CamVid32(root, **options)
+        return CamVid32(root)
     if kind == "cityscapes":
         return Cityscapes(root, split)
     if kind == "folder":
         return ImageFolder(Path(root) / split if (Path(root) / split).is_dir() else root)
-    raise DatasetError(f"unknown dataset layout {kind!r}; choose camvid, camvid32, cityscapes or folder")
+    raise DatasetError(f"unknown dataset layout {kind!r}; choose camvid, camvid32, cityscapes, folder or synthetic")

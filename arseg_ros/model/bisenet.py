@@ -36,17 +36,19 @@ class AttentionRefinement(nn.Module):
 class ContextPath(nn.Module):
     """ResNet-18 (plain) with attention refinement at 1/16 and 1/32 and a global-context branch.
 
-    Returns ``(cp8, cp16)``: 128 channels each at the layer2 (1/8) and layer3 (1/16) sizes.
+    Returns ``(cp8, cp16)``: 128 channels (times ``width``) each at the layer2 (1/8) and layer3 (1/16) sizes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.backbone = ResNet18("none")
-        self.arm16 = AttentionRefinement(256, 128)
-        self.arm32 = AttentionRefinement(512, 128)
-        self.conv_head32 = conv_bn_relu(128, 128, 3)
-        self.conv_head16 = conv_bn_relu(128, 128, 3)
-        self.conv_global = conv_bn_relu(512, 128, 1)
+        self.backbone = ResNet18("none", width)
+        _, _, c16, c32 = self.backbone.channels
+        c = max(8, int(128 * width))
+        self.arm16 = AttentionRefinement(c16, c)
+        self.arm32 = AttentionRefinement(c32, c)
+        self.conv_head32 = conv_bn_relu(c, c, 3)
+        self.conv_head16 = conv_bn_relu(c, c, 3)
+        self.conv_global = conv_bn_relu(c32, c, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         _, c8, c16, c32 = self.backbone(x)
@@ -59,13 +61,14 @@ class ContextPath(nn.Module):
 class SpatialPath(nn.Module):
     """7x7/2 3->64, 3x3/2 64->64, 3x3/2 64->64, 1x1 64->128, each ConvBNReLU: 128 channels at 1/8."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
+        c, out = max(8, int(64 * width)), max(8, int(128 * width))
         self.layers = nn.Sequential(
-            conv_bn_relu(3, 64, 7, stride=2),
-            conv_bn_relu(64, 64, 3, stride=2),
-            conv_bn_relu(64, 64, 3, stride=2),
-            conv_bn_relu(64, 128, 1),
+            conv_bn_relu(3, c, 7, stride=2),
+            conv_bn_relu(c, c, 3, stride=2),
+            conv_bn_relu(c, c, 3, stride=2),
+            conv_bn_relu(c, out, 1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,24 +104,27 @@ class AuxHead(nn.Module):
 class BiSeNet18(SegmentationNetwork):
     """BiSeNetV1-18: feature ``(N, 256, h8, w8)``; logits resized to the input with ``align_corners=False``.
 
+    ``width`` scales every channel count (1: the official network; ``BiSeNet18Small`` uses 1/4).
+
     Auxiliary heads (training): ``aux["cp8"]`` and ``aux["cp16"]``, logits from the context path at 1/8 and
     1/16, resized to the input size.
     """
 
-    feature_channels = 256
     output_stride = 8
     min_input_size = 32
     logits_align_corners = False
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, width: float = 1.0) -> None:
         super().__init__(num_classes)
-        self.context_path = ContextPath()
-        self.spatial_path = SpatialPath()
-        self.fusion = FeatureFusion(256, 256)
-        self.feature_conv = conv_bn_relu(256, 256, 3)
-        self.final_conv = nn.Conv2d(256, num_classes, 1)
-        self.aux_cp8 = AuxHead(128, num_classes)
-        self.aux_cp16 = AuxHead(128, num_classes)
+        c = max(8, int(128 * width))
+        self.feature_channels = 2 * c
+        self.context_path = ContextPath(width)
+        self.spatial_path = SpatialPath(width)
+        self.fusion = FeatureFusion(2 * c, 2 * c)
+        self.feature_conv = conv_bn_relu(2 * c, 2 * c, 3)
+        self.final_conv = nn.Conv2d(2 * c, num_classes, 1)
+        self.aux_cp8 = AuxHead(c, num_classes)
+        self.aux_cp16 = AuxHead(c, num_classes)
         init_kaiming(self)
 
     def _forward(self, x: Tensor, with_aux: bool) -> tuple[Tensor, dict[str, Tensor]]:
@@ -131,3 +137,10 @@ class BiSeNet18(SegmentationNetwork):
             aux["cp8"] = resize(self.aux_cp8(cp8), size, align_corners=False)
             aux["cp16"] = resize(self.aux_cp16(cp16), size, align_corners=False)
         return feature, aux
+
+
+class BiSeNet18Small(BiSeNet18):
+    """BiSeNet18 with a quarter of the channels (64-channel feature): a compact model for CPU demos and tests."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes, width=0.25)

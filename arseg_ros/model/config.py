@@ -8,7 +8,7 @@ from typing import Literal
 from ..labels import LabelSet
 from .arseg import ARSeg
 from .base import SegmentationNetwork
-from .bisenet import BiSeNet18
+from .bisenet import BiSeNet18, BiSeNet18Small
 from .creff import CReFF
 from .pspnet import PSPNet18CamVid, PSPNet18Cityscapes
 
@@ -16,6 +16,7 @@ ARCHITECTURES: dict[str, type[SegmentationNetwork]] = {
     "pspnet18_camvid": PSPNet18CamVid,
     "pspnet18_cityscapes": PSPNet18Cityscapes,
     "bisenet18": BiSeNet18,
+    "bisenet18_small": BiSeNet18Small,
 }
 
 Kind = Literal["arseg", "single"]

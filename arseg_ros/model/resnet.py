@@ -59,23 +59,26 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 without its classifier. ``forward`` returns the outputs of layer1..layer4.
 
-    Channels 64/128/256/512. Strides to the input: 4/8/16/32 (``"none"``) or 4/8/8/8 (dilated layouts).
+    Channels 64/128/256/512 times ``width`` (1 for the standard network). Strides to the input: 4/8/16/32
+    (``"none"``) or 4/8/8/8 (dilated layouts).
     """
 
-    def __init__(self, dilation: Dilation = "none") -> None:
+    def __init__(self, dilation: Dilation = "none", width: float = 1.0) -> None:
         super().__init__()
         if dilation not in _LAYOUTS:
             raise ValueError(f"unknown dilation layout {dilation!r}; choose one of {sorted(_LAYOUTS)}")
         self.dilation = dilation
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        c1, c2, c3, c4 = (max(8, int(c * width)) for c in (64, 128, 256, 512))
+        self.channels = (c1, c2, c3, c4)
+        self.conv1 = nn.Conv2d(3, c1, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = self._stage(64, 64, 1, [(1, 1), (1, 1)])
-        self.layer2 = self._stage(64, 128, 2, [(1, 1), (1, 1)])
+        self.layer1 = self._stage(c1, c1, 1, [(1, 1), (1, 1)])
+        self.layer2 = self._stage(c1, c2, 2, [(1, 1), (1, 1)])
         (s3, d3), (s4, d4) = _LAYOUTS[dilation]
-        self.layer3 = self._stage(128, 256, s3, d3)
-        self.layer4 = self._stage(256, 512, s4, d4)
+        self.layer3 = self._stage(c2, c3, s3, d3)
+        self.layer4 = self._stage(c3, c4, s4, d4)
         init_kaiming(self)
 
     @staticmethod
