@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from machine import cpu_model
 
 from arseg_ros.model import build_network
 from arseg_ros.model.attention_kernels import cpu_kernel_available, local_attention_cpu
@@ -24,18 +24,6 @@ from arseg_ros.model.creff import local_attention_reference
 
 SIZES = [(64, 360, 480), (64, 720, 960), (256, 90, 120)]
 LARGE = 64 * 720 * 960  # at or above this many elements, the reference is timed once without warm-up
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:

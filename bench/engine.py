@@ -10,11 +10,11 @@ decode + motion + accumulation in the AR inference time (target: under 10 %).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import cpu_model
 
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.codec.packets import Packet
@@ -22,14 +22,6 @@ from arseg_ros.data.synthetic import driving_clip
 from arseg_ros.engine import EngineConfig, StreamSegmenter
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def run(model, packets: list[Packet], mode: str, device: str) -> tuple[float, dict[str, float], int]:
@@ -59,7 +51,7 @@ def main() -> None:
     clip = driving_clip(w, h, args.frames, seed=0)
     encoded = encode_frames(clip.frames, EncoderSettings(codec=args.codec, keyint=12, bframes=0, bitrate_kbps=3000))
     packets = [Packet(args.codec, p.data, p.index * 33_333_333, "camera", p.key) for p in encoded]
-    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"clip: driving {w}x{h}, {len(packets)} frames, {args.codec} 3 Mbps GOP 12, device {args.device}\n")
     print("| model | mode | ms/frame | speed-up | decode | motion | accumulation | inference | overhead / inference |")
     print("|---|---|---|---|---|---|---|---|---|")

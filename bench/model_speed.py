@@ -11,13 +11,13 @@ and the ratio of multiply-accumulates that the compute count predicts.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+from machine import cpu_model
 
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model, warp
@@ -25,13 +25,7 @@ from arseg_ros.model.flops import compute_report
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    desc = f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    desc = f"{cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     if torch.cuda.is_available():
         desc += f"; GPU {torch.cuda.get_device_name()}"
     return desc

@@ -11,25 +11,14 @@ compare with the 50 ms per 480 x 360 frame target when the machine is shared.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
+
+from machine import cpu_model
 
 from arseg_ros.data.synthetic import driving_clip
 
 SIZES = [(480, 360), (960, 720)]
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def per_frame_ms(width: int, height: int, frames: int, repeat: int) -> tuple[float, float]:
