@@ -113,7 +113,7 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(phase):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 

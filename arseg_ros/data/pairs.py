@@ -66,7 +66,7 @@ def synthetic_keyframe(
     inv = np.linalg.inv(a)
     src = np.einsum("ij,jhw->ihw", inv, np.stack([xs - c[0] - tx, ys - c[1] - ty])) + c[:, None, None]
     grid = torch.from_numpy(np.stack([(2 * src[0] + 1) / w - 1, (2 * src[1] + 1) / h - 1], -1)).float()[None]
-    img = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    img = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
     key = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     return key.permute(1, 2, 0).round().clamp(0, 255).byte().numpy(), displacement
 
