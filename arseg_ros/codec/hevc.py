@@ -25,7 +25,12 @@ from ._hevc import HevcParseError, split_annexb
 from ._hevc import Parser as _NativeParser
 from .motion import MotionField
 
+PRED_MODES = {0: "not coded", 1: "intra", 2: "inter", 3: "skip"}
+PART_MODES = {0: "2Nx2N", 1: "2NxN", 2: "Nx2N", 3: "NxN", 4: "2NxnU", 5: "2NxnD", 6: "nLx2N", 7: "nRx2N"}
+
 __all__ = [
+    "PART_MODES",
+    "PRED_MODES",
     "SLICE_TYPES",
     "HevcParseError",
     "HevcParser",
@@ -108,6 +113,9 @@ class Picture:
     grid ``(Hb, Wb)``: ``pred_flag`` ``(2, Hb, Wb)`` uint8 (list 0 / list 1 used), ``mv`` ``(2, Hb, Wb, 2)`` int16
     quarter-pel ``(x, y)``, ``ref_idx`` ``(2, Hb, Wb)`` int8, ``ref_poc`` ``(2, Hb, Wb)`` int32 and
     ``ref_long_term`` ``(2, Hb, Wb)`` uint8; blocks without prediction from a list (intra) have ``pred_flag`` 0.
+    ``coding`` (same pictures): the coding structure on that grid, ``(Hb, Wb)`` uint8 each: ``log2_cb_size`` (log2
+    of the CU size in luma samples), ``pred_mode`` (:data:`PRED_MODES`: 1 intra, 2 inter, 3 skip) and
+    ``part_mode`` (:data:`PART_MODES`).
     """
 
     decode_index: int
@@ -129,6 +137,7 @@ class Picture:
     rps: dict[str, object]
     slices: list[SliceSegment]
     motion: dict[str, np.ndarray] | None = None
+    coding: dict[str, np.ndarray] | None = None
 
     @property
     def slice_types(self) -> list[int]:

@@ -98,7 +98,50 @@ py::dict motion_to_dict(const DenseMotion& m) {
   return d;
 }
 
-py::dict picture_to_dict(const PictureRecord& p, const std::optional<DenseMotion>& motion) {
+// The coding structure of a picture on the 4x4 luma block grid (Hb, Wb), copied from the slice-data layer:
+// log2_cb_size (log2 of the CU size), pred_mode (PredMode: 0 not coded, 1 intra, 2 inter, 3 skip), part_mode
+// (PartMode 0..7, 7.4.9.5 Table 7-10 order).
+struct DenseCoding {
+  int blocks_w = 0, blocks_h = 0;
+  std::vector<uint8_t> log2_cb_size, pred_mode, part_mode;
+};
+
+DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h) {
+  DenseCoding d;
+  d.blocks_w = blocks_w;
+  d.blocks_h = blocks_h;
+  const size_t n = static_cast<size_t>(blocks_w) * static_cast<size_t>(blocks_h);
+  d.log2_cb_size.resize(n);
+  d.pred_mode.resize(n);
+  d.part_mode.resize(n);
+  for (int by = 0; by < blocks_h; ++by) {
+    for (int bx = 0; bx < blocks_w; ++bx) {
+      const size_t src = c.grid_index(4 * bx, 4 * by);
+      const size_t dst = static_cast<size_t>(by) * static_cast<size_t>(blocks_w) + static_cast<size_t>(bx);
+      d.log2_cb_size[dst] = c.log2_cb_size.at(src);
+      d.pred_mode[dst] = static_cast<uint8_t>(c.pred_mode.at(src));
+      d.part_mode[dst] = c.part_mode.at(src);
+    }
+  }
+  return d;
+}
+
+py::dict coding_to_dict(const DenseCoding& c) {
+  const py::ssize_t hb = c.blocks_h, wb = c.blocks_w;
+  py::dict d;
+  d["log2_cb_size"] = py::array_t<uint8_t>({hb, wb}, c.log2_cb_size.data());
+  d["pred_mode"] = py::array_t<uint8_t>({hb, wb}, c.pred_mode.data());
+  d["part_mode"] = py::array_t<uint8_t>({hb, wb}, c.part_mode.data());
+  return d;
+}
+
+// What the slice-data layer and the motion derivation produced for one picture.
+struct PictureSyntax {
+  DenseMotion motion;
+  DenseCoding coding;
+};
+
+py::dict picture_to_dict(const PictureRecord& p, const std::optional<PictureSyntax>& syntax) {
   py::dict d;
   d["decode_index"] = p.decode_index;
   d["poc"] = p.poc;
@@ -142,14 +185,16 @@ py::dict picture_to_dict(const PictureRecord& p, const std::optional<DenseMotion
     slices.append(sd);
   }
   d["slices"] = slices;
-  d["motion"] = motion ? py::object(motion_to_dict(*motion)) : py::object(py::none());
+  d["motion"] = syntax ? py::object(motion_to_dict(syntax->motion)) : py::object(py::none());
+  d["coding"] = syntax ? py::object(coding_to_dict(syntax->coding)) : py::object(py::none());
   return d;
 }
 
-// Completed pictures with the motion of each (std::nullopt: not derived, e.g. a skipped RASL picture).
+// Completed pictures with the motion and coding structure of each (std::nullopt: not derived, e.g. a skipped RASL
+// picture).
 struct Completed {
   std::vector<PictureRecord> pictures;
-  std::vector<std::optional<DenseMotion>> motion;
+  std::vector<std::optional<PictureSyntax>> motion;
 };
 
 py::list pictures_to_list(Completed&& done) {
@@ -274,7 +319,11 @@ class PyParser {
 
   // The picture in progress is complete: keep its dense motion until its record is taken.
   void finish_motion() {
-    if (coding_ && field_) done_motion_[coding_dpb_id_] = dense_motion(*field_, *coding_);
+    if (coding_ && field_) {
+      DenseMotion motion = dense_motion(*field_, *coding_);
+      DenseCoding coding = dense_coding(*coding_, motion.blocks_w, motion.blocks_h);
+      done_motion_[coding_dpb_id_] = PictureSyntax{std::move(motion), std::move(coding)};
+    }
     coding_.reset();
     field_.reset();
     coding_dpb_id_ = -1;
@@ -304,7 +353,7 @@ class PyParser {
   std::unique_ptr<PictureCodingState> coding_;
   std::shared_ptr<MotionField> field_;
   int64_t coding_dpb_id_ = -1;
-  std::map<int64_t, DenseMotion> done_motion_;
+  std::map<int64_t, PictureSyntax> done_motion_;
 };
 
 }  // namespace
