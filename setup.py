@@ -19,6 +19,14 @@ LOCAL_ATTENTION = Pybind11Extension(
     extra_compile_args=["-O3"],
 )
 
+# The per-block loop of the motion accumulation (arseg_ros/codec/motion.py).
+ACCUMULATE = Pybind11Extension(
+    f"{PACKAGE}.codec._accumulate",
+    ["arseg_ros/codec/csrc/accumulate.cpp"],
+    cxx_std=17,
+    extra_compile_args=["-O3"],
+)
+
 # Parse-only HEVC parser (bit reader, NAL, parameter sets, slice header, references, CABAC, slice data, motion
 # derivation): every C++ file of arseg_ros/codec/hevc/ goes into one module. Same portable flags as above.
 HEVC = Pybind11Extension(
@@ -53,7 +61,6 @@ setup(
     ],
     install_requires=[
         "numpy",
-        "scipy",
         "torch>=2.1",
         "av>=12",
         "rosbags>=0.10",
@@ -62,8 +69,8 @@ setup(
         "pillow",
         "tqdm",
     ],
-    extras_require={"dev": ["pytest>=7", "ruff"]},
-    ext_modules=[LOCAL_ATTENTION, HEVC],
+    extras_require={"dev": ["pytest>=7", "ruff", "scipy"]},
+    ext_modules=[LOCAL_ATTENTION, ACCUMULATE, HEVC],
     cmdclass={"build_ext": build_ext},
     zip_safe=False,
     entry_points={

@@ -17,7 +17,7 @@ where ``D_r`` is ``r``'s accumulated displacement, looked up bilinearly between 
 valid blocks only (positions are clamped to the picture, as the codec clamps reference samples). ``D`` of
 the keyframe is zero. A bi-predicted block averages its two chains where both are valid and uses the valid
 one otherwise. Intra blocks, blocks whose reference is missing or belongs to another keyframe's GOP, and
-blocks whose look-up finds no valid block are *invalid*: they are filled from the nearest valid block and
+blocks whose look-up finds no valid block are *invalid*: they are filled from their valid neighbours and
 counted in ``filled_fraction``. A picture with no valid block cannot reach the keyframe and is flagged with
 ``reaches_keyframe = False``.
 """
@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from ._accumulate import compose
+from ._accumulate import fill_invalid as _fill_invalid
 
 BLOCK = 4
 
@@ -110,7 +112,7 @@ class AccumulatedMotion:
     """Displacement of one picture to its keyframe.
 
     ``displacement``: ``(2, Hb, Wb)`` float32, pixels ``(dx, dy)`` from each block to its position in the
-    keyframe, invalid blocks filled from the nearest valid block. ``valid``: ``(Hb, Wb)`` bool, blocks whose
+    keyframe, invalid blocks filled from their valid neighbours. ``valid``: ``(Hb, Wb)`` bool, blocks whose
     chain reached the keyframe. ``poc``, ``key_poc``: this picture and its keyframe. ``distance``: pictures
     since the keyframe in decode order (0 for the keyframe itself).
     """
@@ -138,55 +140,10 @@ class AccumulatedMotion:
         return np.ascontiguousarray(full[:, : self.height, : self.width])
 
 
-def _lookup(
-    displacement: np.ndarray, valid: np.ndarray, ref: np.ndarray, px: np.ndarray, py: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear look-up in stacked block maps at pixel positions, over valid blocks only.
-
-    ``displacement``: ``(R, 2, Hb, Wb)``; ``valid``: ``(R, Hb, Wb)`` float32 (1 valid, 0 not); ``ref``,
-    ``px``, ``py``: ``(N,)`` map index and pixel position per query. Returns ``(values (2, N), ok (N,))``;
-    ``ok`` is False where no valid block has a non-zero weight.
-    """
-    _, hb, wb = valid.shape
-    u = np.clip((px - 1.5) / BLOCK, 0.0, wb - 1)
-    v = np.clip((py - 1.5) / BLOCK, 0.0, hb - 1)
-    u0 = np.minimum(u.astype(np.intp), wb - 1)
-    v0 = np.minimum(v.astype(np.intp), hb - 1)
-    fu = (u - u0).astype(np.float32)
-    fv = (v - v0).astype(np.float32)
-    base = ref.astype(np.intp) * (hb * wb)
-    row0 = base + v0 * wb
-    row1 = base + np.minimum(v0 + 1, hb - 1) * wb
-    col1 = np.minimum(u0 + 1, wb - 1)
-    flat_valid = valid.reshape(-1)
-    flat_dx = displacement[:, 0].reshape(-1)
-    flat_dy = displacement[:, 1].reshape(-1)
-    total_w = np.zeros(px.shape, np.float32)
-    total_x = np.zeros(px.shape, np.float32)
-    total_y = np.zeros(px.shape, np.float32)
-    for idx, w in (
-        (row0 + u0, (1 - fu) * (1 - fv)),
-        (row0 + col1, fu * (1 - fv)),
-        (row1 + u0, (1 - fu) * fv),
-        (row1 + col1, fu * fv),
-    ):
-        w = w * flat_valid[idx]
-        total_w += w
-        total_x += w * flat_dx[idx]
-        total_y += w * flat_dy[idx]
-    ok = total_w > 1e-6
-    inv = np.where(ok, 1.0 / np.maximum(total_w, 1e-6), 0.0).astype(np.float32)
-    return np.stack([total_x * inv, total_y * inv]), ok
-
-
 def fill_invalid(displacement: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Copy each invalid block's displacement from its nearest valid block (zeros if none is valid)."""
-    if valid.all():
-        return displacement
-    if not valid.any():
-        return np.zeros_like(displacement)
-    _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
-    return displacement[:, iy, ix]
+    """Fill each invalid block from its valid neighbours, growing inwards pass by pass (the mean of the already
+    filled 4-neighbours); zeros if no block is valid. ``displacement``: ``(2, Hb, Wb)``; ``valid``: ``(Hb, Wb)``."""
+    return _fill_invalid(np.ascontiguousarray(displacement, np.float32), np.ascontiguousarray(valid, bool))
 
 
 class MotionAccumulator:
@@ -236,39 +193,15 @@ class MotionAccumulator:
 
     def _compose(self, field: MotionField) -> AccumulatedMotion:
         hb, wb = field.blocks
-        use = field.pred_flag & ~field.intra[None]
-        refs = [
-            self._maps[p]
-            for p in np.unique(field.ref_poc[use]).tolist()
-            if p in self._maps and self._maps[p].key_poc == self.key_poc and self._maps[p].valid.shape == (hb, wb)
-        ]
-        sums = np.zeros((2, hb, wb), np.float32)
-        counts = np.zeros((hb, wb), np.float32)
-        if refs:
-            disp_stack = np.stack([r.displacement for r in refs])
-            valid_stack = np.stack([r.valid for r in refs]).astype(np.float32)
-            ref_pocs = np.array([r.poc for r in refs], np.int64)
-            by, bx = np.nonzero(np.ones((hb, wb), bool))
-            centre_x = (BLOCK * bx + 1.5).astype(np.float32)
-            centre_y = (BLOCK * by + 1.5).astype(np.float32)
-            for lst in (0, 1):
-                order = np.argsort(ref_pocs)
-                pos = np.searchsorted(ref_pocs, field.ref_poc[lst].reshape(-1), sorter=order)
-                pos = np.minimum(pos, len(refs) - 1)
-                ref = order[pos]
-                sel = use[lst].reshape(-1) & (ref_pocs[ref] == field.ref_poc[lst].reshape(-1))
-                if not sel.any():
-                    continue
-                mv = field.mv[lst].reshape(-1, 2)[sel].astype(np.float32) * 0.25
-                values, ok = _lookup(
-                    disp_stack, valid_stack, ref[sel], centre_x[sel] + mv[:, 0], centre_y[sel] + mv[:, 1]
-                )
-                hit = np.flatnonzero(sel)[ok]
-                sums[0].reshape(-1)[hit] += mv[ok, 0] + values[0, ok]
-                sums[1].reshape(-1)[hit] += mv[ok, 1] + values[1, ok]
-                counts.reshape(-1)[hit] += 1.0
-        valid = counts > 0
-        displacement = np.where(valid, sums / np.maximum(counts, 1.0), 0.0).astype(np.float32)
+        refs = [m for m in self._maps.values() if m.key_poc == self.key_poc and m.valid.shape == (hb, wb)]
+        displacement, valid = compose(
+            field.mv,
+            field.pred_flag & ~field.intra[None],
+            field.ref_poc,
+            [r.poc for r in refs],
+            [r.displacement for r in refs],
+            [r.valid for r in refs],
+        )
         return AccumulatedMotion(
             poc=field.poc,
             key_poc=self.key_poc if self.key_poc is not None else field.poc,
