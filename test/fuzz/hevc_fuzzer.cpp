@@ -1,7 +1,7 @@
 // libFuzzer harness for the parse-only HEVC parser (arseg_ros/codec/hevc/): the header layers (NAL units, parameter
 // sets, slice segment headers, POC / RPS / DPB / reference lists, the incremental stream parser) and, through the
-// slice-data hook, CABAC and slice_segment_data() (slice_data.hpp), exactly as test/native/slice_data_driver.cpp
-// wires them.
+// slice-data hook, CABAC, slice_segment_data() (slice_data.hpp) and the motion-vector derivation
+// (motion_derivation.hpp: merge, AMVP, TMVP), wired as the Python bindings wire them.
 //
 // Build and run with bench/fuzz_hevc.sh. A finding is anything but a clean return: a crash, an AddressSanitizer /
 // UndefinedBehaviorSanitizer report, an exception other than arseg::hevc::ParseError (which is the expected answer
@@ -24,8 +24,8 @@
 //   HEVC_FUZZ_EXPORT_SEEDS=DIR  at start-up, write one slice-data-mode input per template slice segment (its original
 //                               slice data) to DIR: the seed corpus of the slice-data mode.
 //   HEVC_FUZZ_DUMP=FILE         write the Annex B stream the parser received for each input to FILE (the last input
-//                               wins): turns a slice-data-mode reproducer into a plain stream for
-//                               test/fuzz/regressions/.
+//                               wins): turns a slice-data-mode reproducer into a plain stream for a regression
+//                               case of test/test_fuzz_regressions.py.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +36,7 @@
 
 #include "arseg_ros/codec/hevc/bitreader.hpp"
 #include "arseg_ros/codec/hevc/errors.hpp"
+#include "arseg_ros/codec/hevc/motion_derivation.hpp"
 #include "arseg_ros/codec/hevc/nal.hpp"
 #include "arseg_ros/codec/hevc/parser.hpp"
 #include "arseg_ros/codec/hevc/slice_data.hpp"
@@ -96,16 +97,19 @@ class Harness {
       state_.reset();
       state_ = std::make_unique<PictureCodingState>(c.sps, c.picture->decode_index);
       state_id_ = c.picture->id;
+      field_ = arseg::hevc::start_motion_field(*state_, c.picture);
     }
     if (c.substream_offsets.empty()) throw ParseError(arseg::hevc::ErrorKind::InvalidValue, "no slice data offset");
     const std::vector<size_t> entry_points(c.substream_offsets.begin() + 1, c.substream_offsets.end());
     arseg::hevc::parse_slice_segment_data(c.sps, c.pps, c.layout, c.header, c.rbsp.bytes.data(), c.rbsp.bytes.size(),
                                           c.substream_offsets.front(), entry_points, *state_);
+    arseg::hevc::derive_slice_motion(c.sps, c.pps, c.layout, c.header, c.ref_list0, c.ref_list1, *state_, *field_);
     sink_ += static_cast<size_t>(state_->counts.ctus + state_->counts.pus);
   }
 
   StreamParser parser_;
   std::unique_ptr<PictureCodingState> state_;
+  std::shared_ptr<arseg::hevc::MotionField> field_;
   int64_t state_id_ = -1;
   size_t sink_ = 0;
 };
