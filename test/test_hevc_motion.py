@@ -9,26 +9,19 @@ which must equal what libde265 derived (``test/oracle``) for every block of ever
 
 from __future__ import annotations
 
-import random
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hevc_streams import MATRIX, StreamSpec, encode
+from native_drivers import BUILDS, build_driver, corrupt, needs_gxx, run, summary
 from oracle.libde265 import OraclePicture, libde265_dump, session_oracle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEVC_DIR = REPO_ROOT / "arseg_ros" / "codec" / "hevc"
 DRIVER_SOURCE = REPO_ROOT / "test" / "native" / "motion_driver.cpp"
 PARIS = REPO_ROOT.parent / "shared" / "data" / "hevc" / "paris-ra-wpp.bin"
 
-BUILDS = {
-    "optimised": ["-O2"],
-    "sanitizers": ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
-}
 
 #: The MATRIX streams compared with the oracle: B pyramids, reference counts, merge list sizes, TMVP off, AMP,
 #: weighted prediction, slices, WPP, open / closed GOP, RADL, temporal layers, Main10, 16x16 CTBs, odd sizes,
@@ -69,7 +62,6 @@ MOTION_STREAMS = (
 )
 SPECS: dict[str, StreamSpec] = {spec.name: spec for spec in MATRIX if spec.name in MOTION_STREAMS}
 
-needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
 needs_paris = pytest.mark.skipif(not PARIS.is_file(), reason="../shared/data/hevc/paris-ra-wpp.bin not present")
 
 _MAGIC = b"MVF1"
@@ -90,30 +82,6 @@ class MotionPicture:
     mv: np.ndarray
     ref_poc: np.ndarray
     ref_idx: np.ndarray
-
-
-def run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` and capture its output as text."""
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def build(out_dir: Path, flags: list[str]) -> Path:
-    """Compile the driver with ``flags``; fail the test with the compiler output if it does not build."""
-    binary = out_dir / "motion_driver"
-    sources = sorted(p for p in HEVC_DIR.glob("*.cpp") if p.name != "bindings.cpp")
-    cmd = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, f"-I{REPO_ROOT}"]
-    cmd += [str(s) for s in [*sources, DRIVER_SOURCE]] + ["-o", str(binary)]
-    result = run(cmd, timeout=900)
-    assert result.returncode == 0, f"build failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
-    return binary
-
-
-def summary(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
-    """The ``key=value`` counts of the driver's ``summary:`` line; fails the test on an error or a crash."""
-    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stdout}\n{result.stderr}"
-    lines = [line for line in result.stdout.splitlines() if line.startswith("summary: ")]
-    assert len(lines) == 1, result.stdout
-    return {key: float(value) for key, value in (item.split("=") for item in lines[0].split()[1:])}
 
 
 def read_motion(data: bytes) -> dict[int, MotionPicture]:
@@ -187,7 +155,7 @@ def compare_with_oracle(driver: Path, stream: Path, out: Path) -> tuple[int, int
 @pytest.fixture(scope="module")
 def optimised_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The driver built with -O2, shared by the tests of this module."""
-    return build(tmp_path_factory.mktemp("motion_o2"), BUILDS["optimised"])
+    return build_driver(DRIVER_SOURCE, tmp_path_factory.mktemp("motion_o2"), BUILDS["optimised"])
 
 
 @pytest.fixture(scope="module")
@@ -268,26 +236,11 @@ def test_vector_arithmetic_matches_the_formulas(optimised_driver: Path) -> None:
     assert checked > 7000
 
 
-def corrupt(path: Path, out: Path, seed: int) -> Path:
-    """A copy of ``path`` with a few bytes flipped in the middle of one slice NAL unit's data (seeded)."""
-    data = bytearray(path.read_bytes())
-    starts = [i + 3 for i in range(len(data) - 3) if data[i : i + 3] == b"\x00\x00\x01"]
-    ends = [*(s - 3 for s in starts[1:]), len(data)]
-    slices = [(s, e) for s, e in zip(starts, ends, strict=True) if ((data[s] >> 1) & 0x3F) < 32 and e - s > 64]
-    rng = random.Random(seed)
-    begin, end = rng.choice(slices)
-    middle = (begin + end) // 2
-    for _ in range(rng.randint(1, 4)):
-        data[rng.randint(middle - 16, middle + 16)] ^= rng.randint(1, 255)
-    out.write_bytes(bytes(data))
-    return out
-
-
 @needs_gxx
 @pytest.mark.slow
 def test_sanitizer_build_matches_and_survives_corruption(motion_streams: dict[str, Path], tmp_path: Path) -> None:
     """Under ASan + UBSan: the derivation still matches libde265, and corrupted streams give an error or a result."""
-    driver = build(tmp_path, BUILDS["sanitizers"])
+    driver = build_driver(DRIVER_SOURCE, tmp_path, BUILDS["sanitizers"])
     for name in MOTION_STREAMS:
         compare_with_oracle(driver, motion_streams[name], tmp_path / "motion.bin")
     if PARIS.is_file():

@@ -9,30 +9,22 @@ intra, and the syntax of explicitly coded inter PUs), which are compared with th
 
 from __future__ import annotations
 
-import random
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from native_drivers import BUILDS, build_driver, corrupt, needs_gxx, run, summary
 from oracle.libde265 import libde265_dump, session_oracle
 
 from arseg_ros.data.synthetic import panning_clip
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEVC_DIR = REPO_ROOT / "arseg_ros" / "codec" / "hevc"
 DRIVER_SOURCE = REPO_ROOT / "test" / "native" / "slice_data_driver.cpp"
 PARIS = REPO_ROOT.parent / "shared" / "data" / "hevc" / "paris-ra-wpp.bin"
 
-BUILDS = {
-    "optimised": ["-O2"],
-    "sanitizers": ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
-}
 
-needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
 needs_paris = pytest.mark.skipif(not PARIS.is_file(), reason="../shared/data/hevc/paris-ra-wpp.bin not present")
 
 
@@ -94,22 +86,6 @@ STREAMS = [
 ]
 
 
-def run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` and capture its output as text."""
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def build(out_dir: Path, flags: list[str]) -> Path:
-    """Compile the driver with ``flags``; fail the test with the compiler output if it does not build."""
-    binary = out_dir / "slice_data_driver"
-    sources = sorted(p for p in HEVC_DIR.glob("*.cpp") if p.name != "bindings.cpp")
-    cmd = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, f"-I{REPO_ROOT}"]
-    cmd += [str(s) for s in [*sources, DRIVER_SOURCE]] + ["-o", str(binary)]
-    result = run(cmd, timeout=900)
-    assert result.returncode == 0, f"build failed: {' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
-    return binary
-
-
 def encode(stream: Stream, directory: Path) -> Path:
     """Encode ``stream`` with libx265 into ``directory/<name>.h265`` (raw Annex B)."""
     path = directory / f"{stream.name}.h265"
@@ -134,18 +110,10 @@ def encode(stream: Stream, directory: Path) -> Path:
     return path
 
 
-def summary(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
-    """The ``key=value`` counts of the driver's ``summary:`` line; fails the test on an error or a crash."""
-    assert result.returncode == 0, f"exit status {result.returncode}\n{result.stdout}\n{result.stderr}"
-    lines = [line for line in result.stdout.splitlines() if line.startswith("summary: ")]
-    assert len(lines) == 1, result.stdout
-    return {key: float(value) for key, value in (item.split("=") for item in lines[0].split()[1:])}
-
-
 @pytest.fixture(scope="module")
 def optimised_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The driver built with -O2, shared by the tests of this module."""
-    return build(tmp_path_factory.mktemp("slice_data_o2"), BUILDS["optimised"])
+    return build_driver(DRIVER_SOURCE, tmp_path_factory.mktemp("slice_data_o2"), BUILDS["optimised"])
 
 
 @pytest.fixture(scope="module")
@@ -289,26 +257,11 @@ def test_paris_cu_and_pu_syntax_match_libde265(optimised_driver: Path, tmp_path:
     assert compare_with_oracle(optimised_driver, PARIS, tmp_path / "maps.bin") > 100_000
 
 
-def corrupt(path: Path, out: Path, seed: int) -> Path:
-    """A copy of ``path`` with a few bytes flipped in the middle of one slice NAL unit's data (seeded)."""
-    data = bytearray(path.read_bytes())
-    starts = [i + 3 for i in range(len(data) - 3) if data[i : i + 3] == b"\x00\x00\x01"]
-    ends = [*(s - 3 for s in starts[1:]), len(data)]
-    slices = [(s, e) for s, e in zip(starts, ends, strict=True) if ((data[s] >> 1) & 0x3F) < 32 and e - s > 64]
-    rng = random.Random(seed)
-    begin, end = rng.choice(slices)
-    middle = (begin + end) // 2
-    for _ in range(rng.randint(1, 4)):
-        data[rng.randint(middle - 16, middle + 16)] ^= rng.randint(1, 255)
-    out.write_bytes(bytes(data))
-    return out
-
-
 @needs_gxx
 @pytest.mark.slow
 def test_sanitizer_build_in_sync_and_robust_to_corruption(streams: dict[str, Path], tmp_path: Path) -> None:
     """Under ASan + UBSan: every stream parses in sync, and corrupted slice data gives a located error or parses."""
-    driver = build(tmp_path, BUILDS["sanitizers"])
+    driver = build_driver(DRIVER_SOURCE, tmp_path, BUILDS["sanitizers"])
     for stream in STREAMS:
         counts = summary(run([str(driver), str(streams[stream.name])], timeout=300))
         check_plausible(stream.name, counts, stream.frames)
