@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.codec.packets import Packet
 from arseg_ros.data.synthetic import panning_clip
 from arseg_ros.engine import EngineConfig, StreamSegmenter
@@ -19,25 +20,10 @@ FRAME_NS = 33_333_333
 
 
 def encode(frames: np.ndarray, codec: str = "h264", params: str = "keyint=12:bframes=0:ref=1") -> list[Packet]:
-    """Encode RGB frames; packets in decode order, each stamped with its own picture's presentation time."""
-    buf = io.BytesIO()
-    out = av.open(buf, "w", format="h264" if codec == "h264" else "hevc")
-    name = "libx264" if codec == "h264" else "libx265"
-    stream = out.add_stream(name, rate=30)
-    stream.height, stream.width = frames.shape[1:3]
-    stream.pix_fmt = "yuv420p"
-    key = "x264-params" if codec == "h264" else "x265-params"
-    stream.options = {key: params + ("" if codec == "h264" else ":log-level=error")}
-    packets = []
-    for i, frame in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        vf.pts = i
-        packets += stream.encode(vf)
-    packets += stream.encode()
-    out.close()
-    return [
-        Packet(codec, bytes(p), int(p.pts) * FRAME_NS + 1_000_000_000, "camera", bool(p.is_keyframe)) for p in packets
-    ]
+    """Encode RGB frames (``params`` override the encoder defaults); packets in decode order, each stamped with
+    its own picture's presentation time."""
+    packets = encode_frames(frames, EncoderSettings(codec=codec, extra=params))
+    return [Packet(codec, p.data, p.index * FRAME_NS + 1_000_000_000, "camera", p.key) for p in packets]
 
 
 @pytest.fixture(scope="module")
