@@ -7,23 +7,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <optional>
 #include <vector>
 
 #include "arseg_ros/codec/hevc/parser.hpp"
+#include "driver_io.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s FILE [CHUNK_BYTES]\n", argv[0]);
     return 2;
   }
-  std::ifstream in(argv[1], std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", argv[1]);
-    return 2;
-  }
-  const std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::optional<std::vector<uint8_t>> input = driver_io::read_file(argv[1]);
+  if (!input) return 2;
+  const std::vector<uint8_t>& data = *input;
   const size_t chunk = argc > 2 ? static_cast<size_t>(std::strtoull(argv[2], nullptr, 10)) : 0;
 
   arseg::hevc::ParserOptions options;

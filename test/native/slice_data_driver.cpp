@@ -12,14 +12,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "arseg_ros/codec/hevc/parser.hpp"
 #include "arseg_ros/codec/hevc/slice_data.hpp"
+#include "driver_io.hpp"
 
 namespace {
 
@@ -100,22 +100,16 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--pictures") == 0) {
       per_picture = true;
     } else if (std::strcmp(argv[i], "--dump") == 0 && i + 1 < argc && dump == nullptr) {
-      dump = std::fopen(argv[++i], "wb");
-      if (dump == nullptr) {
-        std::fprintf(stderr, "cannot write %s\n", argv[i]);
-        return 2;
-      }
+      dump = driver_io::open_dump(argv[++i]);
+      if (dump == nullptr) return 2;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
     }
   }
-  std::ifstream in(argv[1], std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", argv[1]);
-    return 2;
-  }
-  const std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::optional<std::vector<uint8_t>> input = driver_io::read_file(argv[1]);
+  if (!input) return 2;
+  const std::vector<uint8_t>& data = *input;
 
   Totals totals;
   std::unique_ptr<PictureCodingState> state;
