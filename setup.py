@@ -3,10 +3,13 @@
 from glob import glob
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import find_packages, setup
 
 PACKAGE = "arseg_ros"
+
+# Compile the C++ files of each extension in parallel: ARSEG_BUILD_JOBS processes, all cores when unset.
+ParallelCompile("ARSEG_BUILD_JOBS", default=0).install()
 
 # Fused CPU local attention for CReFF. Portable flags only: no -march (the binary must run on any x86_64 /
 # aarch64; AVX2 kernels are compiled in a target region and chosen at run time) and no -ffast-math (it would
@@ -35,6 +38,7 @@ HEVC = Pybind11Extension(
     cxx_std=17,
     extra_compile_args=["-O2"],
 )
+
 
 def share(folder: str, pattern: str) -> tuple[str, list[str]]:
     """An install rule: files of ``folder`` matching ``pattern`` go to ``share/arseg_ros/<folder>``."""
