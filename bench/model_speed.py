@@ -81,9 +81,13 @@ def main() -> None:
     parser.add_argument("--size", default="960x720", help="WIDTHxHEIGHT")
     parser.add_argument("--scale", type=float, default=0.5)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all", help="all: CPU, and CUDA if present")
     args = parser.parse_args()
+    cuda = [torch.device("cuda")] if torch.cuda.is_available() else []
+    devices = {"all": [torch.device("cpu"), *cuda], "cpu": [torch.device("cpu")], "cuda": cuda}[args.device]
+    if not devices:
+        raise SystemExit("--device cuda: CUDA is not available on this machine")
     width, height = (int(v) for v in args.size.split("x"))
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
     print(f"machine: {machine()}")
     print(f"input {width}x{height}, LR scale {args.scale}, median of {args.repeat} runs, batch 1\n")
