@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Callable
 
 import torch
+from creff import forward_backward
 
 from arseg_ros.model import build_network
 from arseg_ros.model.attention_kernels import local_attention_triton
@@ -37,19 +38,6 @@ def cuda_ms(fn: Callable[[], object], repeat: int, warmup: int) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
-
-
-def forward_backward(attention: Callable[..., torch.Tensor], qkv: list[torch.Tensor]) -> Callable[[], None]:
-    """A closure running forward and backward of ``attention`` (window 7) with respect to q, k and v."""
-    leaves = [t.detach().clone().requires_grad_() for t in qkv]
-    grad = torch.randn_like(qkv[0])
-
-    def run() -> None:
-        for t in leaves:
-            t.grad = None
-        attention(*leaves, 7, 1.0).backward(grad)
-
-    return run
 
 
 def main() -> None:
@@ -79,8 +67,9 @@ def main() -> None:
                 ref = cuda_ms(lambda qkv=qkv: local_attention_reference(*qkv), args.repeat, args.warmup)
                 fused = cuda_ms(lambda qkv=qkv: local_attention_triton(*qkv), args.repeat, args.warmup)
             moved = 4 * c * h * w * qkv[0].element_size()  # q, k, v read once, output written once
-            fb = cuda_ms(forward_backward(local_attention_triton, qkv), max(args.repeat // 5, 3), 2)
-            fb_ref = cuda_ms(forward_backward(local_attention_reference, qkv), max(args.repeat // 5, 3), 2)
+            grad = torch.randn_like(qkv[0])
+            fb = cuda_ms(forward_backward(local_attention_triton, *qkv, grad), max(args.repeat // 5, 3), 2)
+            fb_ref = cuda_ms(forward_backward(local_attention_reference, *qkv, grad), max(args.repeat // 5, 3), 2)
             row = [
                 f"{c} x {h} x {w}",
                 str(dtype).removeprefix("torch."),
