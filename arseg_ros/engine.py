@@ -30,9 +30,10 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .codec.bitstream_motion import HevcMotionStream
 from .codec.decode import DecodedPicture, DecodeError, DecoderSession
 from .codec.h264 import motion_field_from_side_data
-from .codec.hevc import HevcParseError, HevcParser, motion_field
+from .codec.hevc import HevcParseError
 from .codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
 from .codec.packets import CODECS, Packet
 from .model import ARSeg
@@ -138,7 +139,7 @@ class StreamSegmenter:
         self._gop_distance = 0
         self._key_id: int | None = None
         self._last_pushed: int | None = None
-        self._parser: HevcParser | None = None
+        self._motion_stream: HevcMotionStream | None = None
         self._hevc_motion: dict[int, tuple[AccumulatedMotion, float, float, float]] = {}
 
     # -- input -------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class StreamSegmenter:
             self._reset_stream(DecoderSession(packet.codec))
         index = self._session.packets_fed
         self._packets[index] = packet
-        if self._parser is not None:
+        if self._motion_stream is not None:
             self._parse_motion(index, packet.data)
         start = time.perf_counter()
         try:
@@ -190,29 +191,29 @@ class StreamSegmenter:
 
     def _parse_motion(self, index: int, data: bytes) -> None:
         """HEVC: parse the access unit, derive its motion and accumulate it, in decode order."""
-        start = time.perf_counter()
         try:
-            pictures = self._parser.feed_access_unit(data)
+            pictures = self._motion_stream.feed(data)
         except HevcParseError as exc:
             self.stats["parse_error"] += 1
             log.warning("HEVC parser: %s", exc)
             self.mark_discontinuity()
             return
-        parsed = time.perf_counter()
         for picture in pictures:
-            field = motion_field(picture)
-            if field is None:
-                continue
-            acc = self._accumulator.push(field, is_keyframe=field.is_irap)
-            self._last_pushed = field.poc
-            done = time.perf_counter()
-            self._hevc_motion[index] = (acc, float(field.intra.mean()), 1e3 * (parsed - start), 1e3 * (done - parsed))
+            self._last_pushed = picture.field.poc
+            intra_share = float(picture.field.intra.mean())
+            self._hevc_motion[index] = (
+                picture.motion,
+                intra_share,
+                self._motion_stream.parse_ms,
+                picture.accumulate_ms,
+            )
 
     # -- internals ---------------------------------------------------------------------------------
 
     def _reset_stream(self, session: DecoderSession) -> None:
         self._session = session
-        self._parser = HevcParser(motion=True) if session.codec == "hevc" and self.config.mode == "ar" else None
+        hevc_ar = session.codec == "hevc" and self.config.mode == "ar"
+        self._motion_stream = HevcMotionStream(self._accumulator) if hevc_ar else None
         self._hevc_motion.clear()
         self._key_id = None
         self._packets.clear()
