@@ -9,6 +9,7 @@ the class list does not have) raise ``DatasetError`` naming the first offending 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,38 @@ class SegmentationDataset:
     def load_label(self, path: Path) -> np.ndarray:
         return self.map_labels(_load_ids(path), path)
 
+    def source(self, index: int) -> tuple[str, str, str]:
+        """``(name, image, label)`` of sample ``index`` without loading it: its name (the image's file stem) and
+        the paths of its image and label files."""
+        image, label = self.pairs[index]
+        return image.stem, str(image), str(label)
+
+    def has_video(self) -> bool:
+        """Whether the dataset holds the frames that precede its labelled images (see ``preceding_frames``)."""
+        return False
+
+    def preceding_frames(self, index: int, gap: int) -> np.ndarray:
+        """The ``gap`` (>= 1) video frames before sample ``index``, oldest first: ``(gap, H, W, 3)`` uint8 RGB.
+
+        Raises ``DatasetError`` naming the first missing frame, or saying that the dataset has no video.
+        """
+        if gap < 1:
+            raise ValueError(f"gap must be >= 1, got {gap}")
+        if not self.has_video():
+            raise DatasetError(f"{type(self).__name__} holds still images only, no frames before them")
+        image = self.pairs[index][0]
+        frames = []
+        for offset in range(gap, 0, -1):
+            path = self.frame_before(image, offset)
+            if not path.is_file():
+                raise DatasetError(f"missing frame {path} ({offset} frames before {image})")
+            frames.append(_load_rgb(path))
+        return np.stack(frames)
+
+    def frame_before(self, image: Path, offset: int) -> Path:
+        """The path of the video frame ``offset`` frames before the labelled ``image`` (datasets with video)."""
+        raise DatasetError(f"{type(self).__name__} holds still images only, no frames before {image}")
+
     def __getitem__(self, index: int) -> LabelledImage:
         image_path, label_path = self.pairs[index]
         image = _load_rgb(image_path)
@@ -93,7 +126,7 @@ class SegmentationDataset:
             raise DatasetError(
                 f"label {label_path} is {labels.shape[::-1]} but image {image_path} is {image.shape[1::-1]}"
             )
-        return LabelledImage(image=image, labels=labels, name=image_path.stem)
+        return LabelledImage(image=image, labels=labels, name=self.source(index)[0])
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -176,7 +209,7 @@ CITYSCAPES_ID_TO_TRAIN = {
 class Cityscapes(SegmentationDataset):
     """Cityscapes: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` with
     ``gtFine/<split>/<city>/<stem>_gtFine_labelTrainIds.png`` (or ``_labelIds.png``, mapped to train ids).
-    ``reference(index, gap)`` returns the frame ``gap`` frames earlier from ``leftImg8bit_sequence``."""
+    ``preceding_frames(index, gap)`` reads the frames before a labelled image from ``leftImg8bit_sequence``."""
 
     def __init__(self, root: str | os.PathLike, split: str = "train") -> None:
         self.root = Path(root)
@@ -206,21 +239,24 @@ class Cityscapes(SegmentationDataset):
             raw = self._lut[np.clip(raw, 0, 255)]
         return self.map_labels(raw, path)
 
-    def reference(self, index: int, gap: int) -> np.ndarray | None:
-        """The frame ``gap`` frames before sample ``index`` (``None`` if the sequence folder lacks it)."""
-        image = self.pairs[index][0]
+    def has_video(self) -> bool:
+        return (self.root / "leftImg8bit_sequence" / self.split).is_dir()
+
+    def frame_before(self, image: Path, offset: int) -> Path:
         city, seq, frame = image.name.removesuffix("_leftImg8bit.png").rsplit("_", 2)
-        path = self.root / "leftImg8bit_sequence" / self.split / image.parent.name
-        path = path / f"{city}_{seq}_{int(frame) - gap:06d}_leftImg8bit.png"
-        return _load_rgb(path) if path.is_file() else None
+        folder = self.root / "leftImg8bit_sequence" / self.split / image.parent.name
+        return folder / f"{city}_{seq}_{int(frame) - offset:06d}_leftImg8bit.png"
 
 
 class ImageFolder(SegmentationDataset):
     """Any folder: ``images/<name>.png|jpg``, ``labels/<name>.png`` (class ids), and ``classes.yaml`` with
-    ``classes: [{name: ..., color: [r, g, b]}, ...]`` (ids in that order)."""
+    ``classes: [{name: ..., color: [r, g, b]}, ...]`` (ids in that order). Optionally ``sequences/`` with the
+    video frames: an image whose name ends in a frame number, ``<prefix><n>``, is preceded by
+    ``sequences/<prefix><n - k>`` (the number zero-padded to the same width, any image suffix)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         root = Path(root)
+        self.root = root
         class_file = root / "classes.yaml"
         if not class_file.is_file():
             raise DatasetError(f"missing class file {class_file}")
@@ -232,6 +268,20 @@ class ImageFolder(SegmentationDataset):
         self.label_set = LabelSet(str(data.get("name", root.name)), classes)
         labels = {p.stem: p for p in _images_in(root / "labels")}
         self.pairs = _pairs(_images_in(root / "images"), labels, f"image folder {root}")
+
+    def has_video(self) -> bool:
+        return (self.root / "sequences").is_dir()
+
+    def frame_before(self, image: Path, offset: int) -> Path:
+        match = re.fullmatch(r"(.*?)(\d+)", image.stem)
+        if match is None:
+            raise DatasetError(f"{image} does not end in a frame number, so its preceding frames cannot be found")
+        prefix, number = match.groups()
+        stem = f"{prefix}{int(number) - offset:0{len(number)}d}"
+        for suffix in IMAGE_SUFFIXES:
+            if (self.root / "sequences" / (stem + suffix)).is_file():
+                return self.root / "sequences" / (stem + suffix)
+        return self.root / "sequences" / (stem + image.suffix)
 
 
 class SyntheticDriving(SegmentationDataset):
@@ -249,12 +299,16 @@ class SyntheticDriving(SegmentationDataset):
     def __len__(self) -> int:
         return self.count
 
+    def source(self, index: int) -> tuple[str, str, str]:
+        seed = self.first_seed + index
+        return f"synthetic_{seed}", f"driving_clip(seed={seed})", f"driving_clip(seed={seed})"
+
     def __getitem__(self, index: int) -> LabelledImage:
         from .synthetic import driving_clip
 
         h, w = self.size
         clip = driving_clip(w, h, 1, seed=self.first_seed + index)
-        return LabelledImage(image=clip.frames[0], labels=clip.labels[0], name=f"synthetic_{self.first_seed + index}")
+        return LabelledImage(image=clip.frames[0], labels=clip.labels[0], name=self.source(index)[0])
 
 
 def open_dataset(kind: str, root: str | os.PathLike, split: str = "train", **options) -> SegmentationDataset:

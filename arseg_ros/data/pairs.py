@@ -2,10 +2,10 @@
 
 Phase 2 (AR) needs, for a labelled frame, its keyframe ``gap`` frames earlier and the displacement from each
 pixel of the frame to its position in the keyframe. For still images (CamVid's labelled frames are a second
-apart) the keyframe is synthesised: a smooth random camera motion over ``gap`` frames (zoom as when driving
-forward, pan, a little rotation) is applied to the still, so the displacement is known exactly:
-``x_key = A (x - c) + c + t`` for an image point ``x`` around the centre ``c``, and
-``displacement(x) = x_key - x``. Keyframe pixels that come from outside the still are black.
+apart) the keyframe is synthesised: a random camera motion (``arseg_ros.data.camera_motion``: zoom as when
+driving forward, pan, a little rotation) is applied to the still, so the displacement is known exactly.
+Keyframe pixels that come from outside the still are black. ``arseg-prepare`` builds the same pairs through the
+codec instead: the whole clip encoded with HEVC, decoded, and the motion taken from the bitstream.
 
 Augmentation applies one random scale, crop and horizontal flip to the frame, the keyframe, the labels and the
 displacement together (scaling multiplies the displacement, a flip negates its x component), and one colour
@@ -14,7 +14,6 @@ jitter to both frames.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from ..labels import IGNORE_ID
+from .camera_motion import CameraMotion, MotionRange
+
+__all__ = ["Augmentation", "MotionRange", "TrainingSample", "synthetic_keyframe", "to_unit_tensor"]
 
 
 @dataclass
@@ -35,40 +37,16 @@ class TrainingSample:
     displacement: torch.Tensor | None = None
 
 
-@dataclass
-class MotionRange:
-    """Bounds of the synthetic camera motion over the whole gap: zoom factor, translation (fraction of the
-    image size) and rotation (degrees)."""
-
-    zoom: float = 0.12
-    shift: float = 0.06
-    rotation: float = 2.0
-
-
 def synthetic_keyframe(
     image: np.ndarray, rng: np.random.Generator, motion: MotionRange
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Synthesise the keyframe of a still ``(H, W, 3)`` uint8 image.
+    """Synthesise the keyframe of a still ``(H, W, 3)`` uint8 image with a random ``CameraMotion``.
 
     Returns ``(key (H, W, 3) uint8, displacement (2, H, W) float32)``; the keyframe shows the scene as the
     camera saw it ``gap`` frames earlier (zoomed out when driving forward), sampled bilinearly.
     """
-    h, w = image.shape[:2]
-    zoom = 1.0 - rng.uniform(0.0, motion.zoom)
-    angle = math.radians(rng.uniform(-motion.rotation, motion.rotation))
-    tx, ty = rng.uniform(-motion.shift, motion.shift) * w, rng.uniform(-motion.shift, motion.shift) * h
-    a = zoom * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], np.float64)
-    c = np.array([(w - 1) / 2, (h - 1) / 2])
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([xs - c[0], ys - c[1]])
-    key_pos = np.einsum("ij,jhw->ihw", a, pts) + (c + np.array([tx, ty]))[:, None, None]
-    displacement = (key_pos - np.stack([xs, ys])).astype(np.float32)
-    inv = np.linalg.inv(a)
-    src = np.einsum("ij,jhw->ihw", inv, np.stack([xs - c[0] - tx, ys - c[1] - ty])) + c[:, None, None]
-    grid = torch.from_numpy(np.stack([(2 * src[0] + 1) / w - 1, (2 * src[1] + 1) / h - 1], -1)).float()[None]
-    img = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    key = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    return key.permute(1, 2, 0).round().clamp(0, 255).byte().numpy(), displacement
+    camera = CameraMotion.random(rng, motion, *image.shape[:2])
+    return camera.render(image), camera.displacement()
 
 
 @dataclass
