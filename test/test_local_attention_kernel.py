@@ -276,6 +276,19 @@ def test_triton_matches_reference_on_cuda(n: int, c: int, h: int, w: int, window
 
 
 @requires_cuda
+@requires_triton
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("channels", [64, 256, 40])
+def test_triton_channels_last_and_half_precision_on_cuda(dtype: torch.dtype, channels: int) -> None:
+    low = [t.cuda().to(dtype).contiguous(memory_format=torch.channels_last) for t in _inputs(2, channels, 45, 60)]
+    expected = local_attention_reference(*(t.float() for t in low))  # the same rounded inputs, in float32
+    out = local_attention_triton(*low)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    tolerance = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    _assert_close(out.float(), expected, tolerance)
+
+
+@requires_cuda
 def test_dispatch_on_cuda_matches_reference() -> None:
     q, k, v = (t.cuda() for t in _inputs(2, 16, 20, 30))
     _assert_close(local_attention(q, k, v), local_attention_reference(q, k, v), 1e-4)
@@ -303,6 +316,10 @@ def test_triton_kernel_under_interpreter() -> None:
             torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
             for a, b in zip(leaves, ref_leaves):
                 torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
+        q, k, v = (torch.randn(1, 24, 6, 9).contiguous(memory_format=torch.channels_last) for _ in range(3))
+        out = local_attention_triton(q, k, v)
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        torch.testing.assert_close(out, local_attention_reference(q, k, v), rtol=1e-5, atol=1e-5)
         print("ok")
         """
     )

@@ -8,7 +8,7 @@ value 0), softmax over the window, weighted sum of V.
   channels-first or channels-last memory format, forward and backward, threads bounded by
   ``torch.get_num_threads()``. The output has the memory format of ``q`` (channels-last stays channels-last).
 * GPU (``local_attention_triton``): a fused Triton forward with an online softmax over the window (nothing of
-  size ``window**2`` is materialised). The backward recomputes the forward through ``local_attention_reference``
+  size ``window**2`` is materialised), on channels-last data, its block size autotuned per channel count. The backward recomputes the forward through ``local_attention_reference``
   under autograd and differentiates that (no Triton backward kernel). Runs wherever Triton runs: CUDA
   tensors, or CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, used by the tests).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 
 import numpy as np
 import torch
@@ -154,11 +155,13 @@ if triton_available():
         width,
         scale,
         window: tl.constexpr,
-        block_p: tl.constexpr,
         block_c: tl.constexpr,
+        block_p: tl.constexpr,
     ):
         """One program: block_p consecutive positions (row-major) of image ``program_id(1)``, all channels
-        (block_c >= C). Online softmax over the window**2 offsets; accumulation in float32."""
+        (block_c >= C), on channels-last (N, H, W, C) data so that a position's channels are contiguous and the
+        per-offset dot products reduce within a warp. Online softmax over the window**2 offsets; float32
+        accumulation."""
         image = tl.program_id(1)
         hw = height * width
         pos = tl.program_id(0) * block_p + tl.arange(0, block_p)
@@ -167,22 +170,24 @@ if triton_available():
         ch_ok = ch < channels
         y = pos // width
         x = pos % width
-        base = image.to(tl.int64) * channels * hw
-        ch_off = ch[None, :].to(tl.int64) * hw
+        base = image.to(tl.int64) * hw * channels
         mask = pos_ok[:, None] & ch_ok[None, :]
-        q = tl.load(q_ptr + base + ch_off + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+        here = base + pos[:, None].to(tl.int64) * channels + ch[None, :]
+        q = tl.load(q_ptr + here, mask=mask, other=0.0).to(tl.float32) * scale
         m = tl.full([block_p], float("-inf"), tl.float32)
         total = tl.zeros([block_p], tl.float32)
         acc = tl.zeros([block_p, block_c], tl.float32)
         for o in range(window * window):
-            yy = y + (o // window - window // 2)
-            xx = x + (o % window - window // 2)
+            dy = o // window - window // 2
+            dx = o % window - window // 2
+            yy = y + dy
+            xx = x + dx
             inside = pos_ok & (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-            where = base + ch_off + (yy * width + xx)[:, None]
+            where = here + (dy * width + dx) * channels
             nb_mask = inside[:, None] & ch_ok[None, :]
             kk = tl.load(k_ptr + where, mask=nb_mask, other=0.0).to(tl.float32)
             vv = tl.load(v_ptr + where, mask=nb_mask, other=0.0).to(tl.float32)
-            logit = tl.sum(q * kk, axis=1) * scale
+            logit = tl.sum(q * kk, axis=1)
             m_new = tl.maximum(m, logit)
             alpha = tl.exp(m - m_new)
             weight = tl.exp(logit - m_new)
@@ -190,21 +195,41 @@ if triton_available():
             total = total * alpha + weight
             m = m_new
         out = acc / total[:, None]
-        tl.store(out_ptr + base + ch_off + pos[:, None], out.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptr + here, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+    # One autotuner per padded channel count: positions per program and warps chosen by timing on the first call
+    # for each (channels, dtype), so that the kernel adapts to the GPU it runs on. Under Triton's CPU interpreter
+    # a single configuration is used (timing there says nothing about a GPU).
+    _TUNED: dict[int, triton.runtime.Autotuner] = {}
+
+    def _tuned_kernel(block_c: int) -> triton.runtime.Autotuner:
+        """The autotuned launcher for ``block_c`` (a power of two >= C); block_p * block_c within [512, 16384]."""
+        if block_c not in _TUNED:
+            sizes = [p for p in (8, 16, 32, 64, 128) if 512 <= p * block_c <= 16384] or [max(1, 16384 // block_c)]
+            if os.environ.get("TRITON_INTERPRET") == "1":
+                configs = [triton.Config({"block_p": sizes[0]}, num_warps=4)]
+            else:
+                configs = [triton.Config({"block_p": p}, num_warps=w) for p in sizes for w in (2, 4, 8)]
+            _TUNED[block_c] = triton.autotune(configs=configs, key=["channels"])(_local_attention_kernel)
+        return _TUNED[block_c]
 
 
 def _triton_forward(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> Tensor:
-    """Launch the fused Triton forward on (N, C, H, W) tensors; returns a contiguous output."""
+    """Launch the fused Triton forward on (N, C, H, W) tensors, computed channels-last; the output has the memory
+    format of ``q`` (channels-last stays channels-last, anything else comes back contiguous)."""
     n, c, h, w = q.shape
-    q, k, v = (t.contiguous() for t in (q, k, v))
-    out = torch.empty_like(q)
+    channels_last = _is_channels_last(q)
+    q, k, v = (t.contiguous(memory_format=torch.channels_last) for t in (q, k, v))
+    out = torch.empty_like(q, memory_format=torch.channels_last)
     if out.numel() == 0:
-        return out
+        return out if channels_last else out.contiguous()
     block_c = triton.next_power_of_2(c)
-    block_p = max(16, min(64, 8192 // block_c))
-    grid = (triton.cdiv(h * w, block_p), n)
-    _local_attention_kernel[grid](q, k, v, out, c, h, w, float(scale), window=window, block_p=block_p, block_c=block_c)
-    return out
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(h * w, meta["block_p"]), n)
+
+    _tuned_kernel(block_c)[grid](q, k, v, out, c, h, w, float(scale), window=window, block_c=block_c)
+    return out if channels_last else out.contiguous()
 
 
 class _TritonLocalAttention(torch.autograd.Function):
@@ -233,7 +258,8 @@ class _TritonLocalAttention(torch.autograd.Function):
 def local_attention_triton(q: Tensor, k: Tensor, v: Tensor, window: int = 7, scale: float = 1.0) -> Tensor:
     """Fused Triton local attention of ``(N, C, H, W)`` tensors (float32/float16/bfloat16), differentiable.
 
-    Returns a contiguous ``(N, C, H, W)`` tensor. Needs ``triton`` and CUDA tensors (or CPU tensors with
+    Returns ``(N, C, H, W)`` in the memory format of ``q`` (channels-last stays channels-last, anything else is
+    contiguous). Needs ``triton`` and CUDA tensors (or CPU tensors with
     ``TRITON_INTERPRET=1`` set before triton is imported). Raises ``ValueError`` for bad inputs and
     ``RuntimeError`` when triton is not installed.
     """
