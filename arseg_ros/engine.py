@@ -56,6 +56,8 @@ class EngineConfig:
     keyframe) or ``"hr"`` (HR on the first decodable picture). ``lag_policy``: ``"all"`` (infer every
     picture) or ``"latest"`` (skip inference for pictures marked stale). ``device``: ``"auto"`` (CUDA when
     available), ``"cpu"`` or ``"cuda[:i]"``. ``keep_images``: attach the decoded frame to each result.
+    ``decoder_threads``: FFmpeg slice threads for decoding and colour conversion (0: one per core); slice
+    threading adds no delay, unlike frame threading, which is not used.
     """
 
     mode: Mode = "ar"
@@ -66,6 +68,7 @@ class EngineConfig:
     lag_policy: Literal["all", "latest"] = "all"
     device: str = "auto"
     keep_images: bool = False
+    decoder_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("ar", "hr", "lr"):
@@ -78,6 +81,8 @@ class EngineConfig:
             raise ValueError(f"scene_cut_intra_share must be in (0, 1], got {self.scene_cut_intra_share}")
         if self.start not in ("keyframe", "hr"):
             raise ValueError(f"unknown start policy {self.start!r}; choose 'keyframe' or 'hr'")
+        if self.decoder_threads < 0:
+            raise ValueError(f"decoder_threads must be >= 0 (0: one per core), got {self.decoder_threads}")
         if self.lag_policy not in ("all", "latest"):
             raise ValueError(f"unknown lag policy {self.lag_policy!r}; choose 'all' or 'latest'")
 
@@ -154,7 +159,7 @@ class StreamSegmenter:
             if self._session is not None:
                 self.stats["codec_change"] += 1
                 log.info("codec changed to %s: resetting the stream", packet.codec)
-            self._reset_stream(DecoderSession(packet.codec))
+            self._reset_stream(DecoderSession(packet.codec, self.config.decoder_threads))
         index = self._session.packets_fed
         self._packets[index] = packet
         if self._motion_stream is not None:

@@ -191,8 +191,22 @@ def test_latest_policy_skips_stale_lr_work_but_keeps_the_chain(model, h264_packe
         ({"hr_every_n": -1}, "hr_every_n"),
         ({"lag_policy": "drop"}, "lag policy"),
         ({"start": "now"}, "start policy"),
+        ({"decoder_threads": -1}, "decoder_threads"),
     ],
 )
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EngineConfig(**kwargs)
+
+
+def test_decoder_slice_threads_give_the_same_pictures_without_delay(model, clip):
+    """x265 codes wavefronts by default, so FFmpeg decodes rows in parallel; the output must not change and no
+    picture may come out later than with one thread."""
+    packets = encode(clip.frames[:13], codec="hevc", params="keyint=12:bframes=0:ref=1:wpp=1")
+    single, _ = run(model, packets, mode="hr", decoder_threads=1)
+    threaded = StreamSegmenter(model, EngineConfig(device="cpu", mode="hr", decoder_threads=3))
+    for i, packet in enumerate(packets):
+        released = threaded.process(packet)
+        assert [r.packet_index for r in released] == [i]
+        np.testing.assert_array_equal(released[0].labels, single[i].labels)
+    assert threaded.flush() == []

@@ -10,6 +10,7 @@ engine, not the decoder, decides what to do with them.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import av
@@ -38,14 +39,22 @@ class DecodedPicture:
 
 
 class DecoderSession:
-    """One FFmpeg decoder for one stream of ``codec`` ("hevc" or "h264")."""
+    """One FFmpeg decoder for one stream of ``codec`` ("hevc" or "h264").
+
+    ``threads``: slice threads (0: one per core) for decoding (HEVC wavefronts, tiles and slices; H.264 slices)
+    and for the conversion to RGB. Frame threading is not used: it would hold pictures back by one frame per
+    thread."""
 
     def __init__(self, codec: str, threads: int = 1) -> None:
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")
         self.codec = codec
         self._ctx = av.CodecContext.create(codec, "r")
         flags2 = "+showall+export_mvs" if codec == "h264" else "+showall"
         self._ctx.options = {"flags": "+output_corrupt", "flags2": flags2}
+        self._ctx.thread_type = "SLICE"
         self._ctx.thread_count = threads
+        self._convert_threads = threads or (os.cpu_count() or 1)
         self._index = 0
 
     def decode(self, data: bytes) -> list[DecodedPicture]:
@@ -58,7 +67,7 @@ class DecoderSession:
             frames = self._ctx.decode(packet)
         except av.error.FFmpegError as exc:
             raise DecodeError(f"{self.codec} decoder rejected packet {self._index - 1}: {exc}") from None
-        return [self._convert(f) for f in frames]
+        return [self._convert(f, self._convert_threads) for f in frames]
 
     def flush(self) -> list[DecodedPicture]:
         """Drain the pictures the decoder still holds (end of stream)."""
@@ -66,17 +75,17 @@ class DecoderSession:
             frames = self._ctx.decode(None)
         except av.error.FFmpegError as exc:
             raise DecodeError(f"{self.codec} decoder failed while flushing: {exc}") from None
-        return [self._convert(f) for f in frames]
+        return [self._convert(f, self._convert_threads) for f in frames]
 
     @property
     def packets_fed(self) -> int:
         return self._index
 
     @staticmethod
-    def _convert(frame: av.VideoFrame) -> DecodedPicture:
+    def _convert(frame: av.VideoFrame, threads: int) -> DecodedPicture:
         side = frame.side_data.get("MOTION_VECTORS")
         return DecodedPicture(
-            image=frame.to_ndarray(format="rgb24"),
+            image=frame.to_ndarray(format="rgb24", threads=threads),
             packet_index=int(frame.pts) if frame.pts is not None else -1,
             picture_type=PICTURE_TYPES.get(int(frame.pict_type), "I"),
             key_frame=bool(frame.key_frame),
