@@ -1,11 +1,12 @@
-"""The ROS 2 node: ``ros2 run arseg_ros arseg_node --ros-args --params-file config/arseg.yaml``.
+"""The ROS 2 node (the rclpy transport): ``ros2 run arseg_ros arseg_node --ros-args --params-file config/arseg.yaml``.
 
 Subscribes to one compressed-video topic (``packets``, remap it to the camera topic; the message type is the
 ``input_type`` parameter) and publishes, with the input's header: ``~/mask`` (mono8 class ids, 255 = no
 label), ``~/color_mask`` (rgb8), optionally ``~/overlay`` (rgb8), ``~/label_info`` (vision_msgs/LabelInfo,
 transient local, where vision_msgs is installed) and ``/diagnostics``. Decoding and inference run on a
 worker thread (``arseg_ros.pipeline``), so the executor never blocks. This is the only module that imports
-rclpy.
+rclpy; ``arseg_ros.transport`` chooses between it and the DDS transport (``arseg_ros.dds``), which share
+parameters, topic names and QoS.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -26,8 +28,20 @@ from std_msgs.msg import Header
 from .messages import array_data
 from .model import ARSeg, load_checkpoint
 from .pipeline import MessageTypes, NodeParameters, SegmentationPipeline
+from .transport import DIAGNOSTIC_TASK, HARDWARE_ID, QosSpec, node_qos
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
+
+
+def qos_profile(spec: QosSpec) -> QoSProfile:
+    """The rclpy profile of a shared ``QosSpec``."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=spec.depth,
+        reliability=RELIABILITY[spec.reliability],
+        durability=DURABILITY[spec.durability],
+    )
 
 
 def input_message_type(input_type: str) -> type:
@@ -69,11 +83,8 @@ class ArsegNode(Node):
         model, ckpt = load_checkpoint(resolve_model_path(self.params.model))
         if not isinstance(model, ARSeg):
             raise RuntimeError(f"{self.params.model} holds a single network, not an AR-Seg model")
-        out_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=self.params.output_depth,
-            reliability=RELIABILITY[self.params.output_reliability],
-        )
+        self._qos = {name: qos_profile(spec) for name, spec in node_qos(self.params).items()}
+        out_qos = self._qos["output"]
         self._image_publishers = {"mask": self.create_publisher(Image, "~/mask", out_qos)}
         if self.params.publish_color_mask:
             self._image_publishers["color_mask"] = self.create_publisher(Image, "~/color_mask", out_qos)
@@ -84,11 +95,7 @@ class ArsegNode(Node):
         topic = self.resolve_topic_name("packets")
         self.pipeline = SegmentationPipeline(self.params, model, ckpt.config.labels, types, self._publish, topic)
         self._publish_label_info()
-        in_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=self.params.input_depth,
-            reliability=RELIABILITY[self.params.input_reliability],
-        )
+        in_qos = self._qos["input"]
         msg_type = input_message_type(self.params.input_type)
         self._subscription = self.create_subscription(msg_type, "packets", self.pipeline.submit, in_qos)
         self._diagnostics = self._make_diagnostics()
@@ -120,13 +127,7 @@ class ArsegNode(Node):
         msg = self.pipeline.label_info(self.get_clock().now().nanoseconds)
         if msg is None:
             return
-        latched = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-        self._label_info_publisher = self.create_publisher(type(msg), "~/label_info", latched)
+        self._label_info_publisher = self.create_publisher(type(msg), "~/label_info", self._qos["label_info"])
         self._label_info_publisher.publish(msg)
 
     def _make_diagnostics(self) -> Any:
@@ -136,8 +137,8 @@ class ArsegNode(Node):
             self.get_logger().warning("diagnostic_updater is not installed: no /diagnostics")
             return None
         updater = Updater(self)
-        updater.setHardwareID("arseg_ros")
-        updater.add("arseg segmentation", self._diagnose)
+        updater.setHardwareID(HARDWARE_ID)
+        updater.add(DIAGNOSTIC_TASK, self._diagnose)
         return updater
 
     def _diagnose(self, stat: Any) -> Any:
@@ -153,7 +154,39 @@ class ArsegNode(Node):
             publisher.publish(msg)
 
 
+class RclpyPlayer:
+    """Publishes serialized ROS messages with rclpy (``arseg-play --transport rclpy``)."""
+
+    def __init__(self) -> None:
+        from rosidl_runtime_py.utilities import get_message
+
+        self._get_message = get_message
+        self._context = rclpy.Context()
+        rclpy.init(context=self._context)
+        self._node = rclpy.create_node("arseg_play", context=self._context)
+        self._publishers: dict[str, Any] = {}
+
+    def add(self, topic: str, msgtype: str, qos: QosSpec) -> None:
+        if topic not in self._publishers:
+            self._publishers[topic] = self._node.create_publisher(self._get_message(msgtype), topic, qos_profile(qos))
+
+    def publish(self, topic: str, raw: bytes) -> None:
+        self._publishers[topic].publish(raw)
+
+    def matched(self, topic: str) -> int:
+        return self._publishers[topic].get_subscription_count()
+
+    def flush(self, timeout_s: float) -> None:
+        for publisher in self._publishers.values():
+            publisher.wait_for_all_acked(Duration(seconds=timeout_s))
+
+    def close(self) -> None:
+        self._node.destroy_node()
+        rclpy.try_shutdown(context=self._context)
+
+
 def main(args: list[str] | None = None) -> None:
+    """Run the rclpy node (``args``: the full command line, ``--ros-args`` included)."""
     rclpy.init(args=args)
     node = None
     try:

@@ -57,6 +57,7 @@ class NodeParameters:
     output_reliability: str = _param("reliable", "output QoS reliability", RELIABILITIES)
     output_depth: int = _param(5, "output QoS depth")
     max_queue: int = _param(300, "packets queued for decoding before the oldest are dropped")
+    max_message_bytes: int = _param(16_777_216, "input messages larger than this (bytes) are dropped")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -68,7 +69,7 @@ class NodeParameters:
             raise ValueError(f"parameter lr_scale={self.lr_scale}: must be 0 (model default) or in (0, 1]")
         if not 0.0 <= self.overlay_alpha <= 1.0:
             raise ValueError(f"parameter overlay_alpha={self.overlay_alpha}: must be in [0, 1]")
-        for name in ("input_depth", "output_depth", "max_queue"):
+        for name in ("input_depth", "output_depth", "max_queue", "max_message_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter {name}={getattr(self, name)}: must be at least 1")
 
@@ -141,34 +142,53 @@ class SegmentationPipeline:
         self.engine = StreamSegmenter(model, params.engine_config())
         self.counts: collections.Counter[str] = collections.Counter()
         self.warnings = ThrottledWarnings()
-        self._queue: collections.deque[tuple[Packet, float]] = collections.deque()
+        self._queue: collections.deque[tuple[Packet, float, bool]] = collections.deque()
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._out_times: collections.deque[float] = collections.deque(maxlen=60)
         self._in_times: collections.deque[float] = collections.deque(maxlen=60)
         self._latency: collections.deque[dict[str, float]] = collections.deque(maxlen=60)
+        self._last_stamp_ns: int | None = None
 
     # -- input (subscription thread) -----------------------------------------------------------------
 
+    def reject(self, reason: str, message: str) -> None:
+        """Count an input dropped for ``reason`` (diagnostics key ``rejected_<reason>``) and warn, throttled."""
+        self.counts[f"rejected_{reason}"] += 1
+        self.warnings.warn(f"reject_{reason}", f"dropped input on {self.topic or 'the input topic'}: {message}")
+
     def submit(self, msg: Any) -> bool:
-        """Convert and queue one input message; returns False if it was rejected (counted, warned)."""
+        """Convert and queue one input message; returns False if it was rejected (counted, warned).
+
+        A message whose payload exceeds ``max_message_bytes`` is rejected as ``oversized``. A stamp earlier than
+        the previous packet's (a publisher restarted or looped) is counted as ``stamp_regression`` and breaks
+        the motion chain."""
         self.counts["received"] += 1
         self._in_times.append(time.monotonic())
+        size = len(getattr(msg, "data", b""))
+        if size > self.params.max_message_bytes:
+            self.reject(
+                "oversized", f"payload of {size} bytes exceeds max_message_bytes={self.params.max_message_bytes}"
+            )
+            return False
         try:
             packet = packet_from_message(msg, self.topic)
         except PacketError as exc:
-            reason = "empty" if "empty payload" in str(exc) else "unsupported"
-            self.counts[f"rejected_{reason}"] += 1
-            self.warnings.warn(f"reject_{reason}", f"dropped a message: {exc}")
+            self.reject("empty" if "empty payload" in str(exc) else "unsupported", str(exc))
             return False
+        restart = self._last_stamp_ns is not None and packet.stamp_ns < self._last_stamp_ns
+        if restart:
+            self.counts["stamp_regression"] += 1
+            self.warnings.warn("stamp", f"input stamps went back in time on {self.topic}: publisher restarted?")
+        self._last_stamp_ns = packet.stamp_ns
         with self._cond:
             if len(self._queue) >= self.params.max_queue:
                 self._queue.popleft()
                 self.counts["queue_overflow"] += 1
                 self.engine.mark_discontinuity()
                 self.warnings.warn("overflow", f"decode queue full ({self.params.max_queue}): dropped the oldest")
-            self._queue.append((packet, time.monotonic()))
+            self._queue.append((packet, time.monotonic(), restart))
             self._cond.notify()
         return True
 
@@ -202,8 +222,10 @@ class SegmentationPipeline:
         with self._cond:
             if not self._queue:
                 return 0
-            packet, queued_at = self._queue.popleft()
+            packet, queued_at, restart = self._queue.popleft()
             stale = len(self._queue) > 0
+        if restart:
+            self.engine.mark_discontinuity()
         try:
             results = self.engine.process(packet, stale=stale)
         except Exception as exc:  # a failure on one packet must not stop the node

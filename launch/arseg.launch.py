@@ -1,6 +1,8 @@
 """Launch the AR-Seg node on a compressed camera topic.
 
 ros2 launch arseg_ros arseg.launch.py model:=/path/to/model.pt input_topic:=/camera/image_raw/ffmpeg
+
+``transport:=dds`` runs the node on Cyclone DDS directly instead of rclpy (same topics, QoS and parameters).
 """
 
 from launch import LaunchDescription
@@ -26,6 +28,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("transport", default_value="auto", description="auto, rclpy or dds"),
     ]
     node = Node(
         package="arseg_ros",
@@ -33,6 +36,7 @@ def generate_launch_description() -> LaunchDescription:
         name="arseg_node",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
+        arguments=["--transport", LaunchConfiguration("transport")],
         parameters=[
             LaunchConfiguration("params_file"),
             {

@@ -208,4 +208,4 @@ def test_launch_file_declares_its_arguments():
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
     }
-    assert declared == {"model", "input_topic", "input_type", "params_file", "namespace", "use_sim_time"}
+    assert declared == {"model", "input_topic", "input_type", "params_file", "namespace", "use_sim_time", "transport"}
