@@ -87,6 +87,7 @@ setup(
             "arseg-play = arseg_ros.play:main",
             "arseg-train = arseg_ros.train:main",
             "arseg-eval = arseg_ros.evaluate:main",
+            "arseg-prepare = arseg_ros.prepare:main",
             "arseg-bag = arseg_ros.bagtool:main",
         ],
     },

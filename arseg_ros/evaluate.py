@@ -1,6 +1,7 @@
-"""``arseg-eval``: replay a rosbag through the engine and measure accuracy, compute and speed.
+"""``arseg-eval``: replay a rosbag, or prepared clips, through the engine and measure accuracy, compute and speed.
 
     arseg-eval --bag B --topic T --labels-topic L --model M [--mode ar|hr|lr|all] [--out DIR] [--write-bag OUT]
+    arseg-eval --prepared PREPARED/SPLIT --model M [--mode ar|hr|lr|all] [--out DIR]
 
 Every video message goes through the same ``StreamSegmenter`` as the ROS node. Per mode it reports mIoU and
 per-class IoU over the frames that have a label image with the same stamp, mIoU_d for every distance d to the
@@ -9,7 +10,11 @@ ran at HR and at LR, frames per second, and latency percentiles per stage. ``--m
 constant-resolution baselines and compares them. Writes ``metrics.json``, ``report.md`` and plots (mIoU against
 d, per-class IoU, latency histogram, mIoU against GMACs) to ``--out``; ``--video`` a colour-mask video of the first
 mode; ``--write-bag`` a new bag with the input topics plus ``/arseg/mask`` and ``/arseg/color_mask``.
-"""
+
+``--prepared`` takes a split folder of ``arseg-prepare`` instead of a bag: each clip's HEVC stream (keyframe to
+labelled frame) is replayed through a fresh engine, and only the labelled frame counts (the pictures between
+are decoded and their motion accumulated, but their inference is skipped, so frames, GMACs and latency are
+those of the labelled frames: AR-Seg's LR + CReFF at d > 0, the HR network at d = 0)."""
 
 from __future__ import annotations
 
@@ -24,8 +29,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .codec.packets import PacketError
+from .codec.packets import Packet, PacketError
 from .data.bags import BagError, BagWriter, packets_from_bag, read_images
+from .data.datasets import DatasetError
+from .data.prepared import PreparedClips
 from .engine import EngineConfig, SegResult, StreamSegmenter
 from .labels import LabelSet, colorize
 from .metrics import ConfusionMatrix
@@ -56,6 +63,21 @@ class ModeResult:
     unlabelled: int = 0
     seconds: float = 0.0
 
+    def add(self, r: SegResult, truth: np.ndarray | None, gmacs: float) -> None:
+        """Count one segmented picture; with its ``truth`` label map, also its confusion (overall and at its d)."""
+        self.frames += 1
+        self.timings.append(r.timings)
+        self.gmacs.append(gmacs)
+        if truth is None:
+            self.unlabelled += 1
+            return
+        if truth.shape != r.labels.shape:
+            raise EvaluationError(
+                f"label image at stamp {r.stamp_ns} is {truth.shape[::-1]}, the video {r.labels.shape[::-1]}"
+            )
+        self.confusion.update(truth, r.labels)
+        self.by_distance.setdefault(r.gop_distance, ConfusionMatrix(self.labels.num_classes)).update(truth, r.labels)
+
     def summary(self) -> dict:
         per_class = self.confusion.iou()
         latency = {
@@ -85,6 +107,39 @@ def _gmacs(model: ARSeg, arch: str, width: int, height: int) -> dict[str, float]
     return {"hr": report.hr_gmacs, "ar_lr": report.nonkey_gmacs, "lr": report.lr_gmacs}
 
 
+def _frame_gmacs(cost: dict[str, float], mode: str, kind: str) -> float:
+    return cost["hr"] if kind == "hr" else cost["ar_lr"] if mode == "ar" else cost["lr"]
+
+
+def run_prepared_mode(
+    args: argparse.Namespace, mode: str, model: ARSeg, arch: str, labels: LabelSet, clips: PreparedClips
+) -> ModeResult:
+    """Replay every prepared clip through a fresh engine in one mode; only each clip's labelled frame counts."""
+    result = ModeResult(mode, labels, ConfusionMatrix(labels.num_classes))
+    config = EngineConfig(mode=mode, device=args.device, lag_policy="latest")
+    start = time.perf_counter()
+    for i in tqdm(range(len(clips)), desc=f"{mode} mode", unit="clip", disable=args.quiet):
+        clip = clips.clip(i)
+        engine = StreamSegmenter(model, config)
+        out = []
+        for p in clip.packets:
+            packet = Packet("hevc", p.data, stamp_ns=p.index, frame_id=clips.records[i].name, key_hint=p.key)
+            out += engine.process(packet, stale=p.index != clip.gap)
+        out += engine.flush()
+        target = [r for r in out if r.stamp_ns == clip.gap and r.labels is not None]
+        if len(target) != 1:
+            raise EvaluationError(f"the engine gave no label map for the labelled frame of {clips.records[i].file}")
+        h, w = clip.labels.shape
+        cost = _gmacs(model, arch, w, h)
+        result.add(target[0], clip.labels, _frame_gmacs(cost, mode, target[0].kind))
+        for key, value in engine.stats.items():
+            result.counts[key] = result.counts.get(key, 0) + value
+        if args.max_frames and result.frames >= args.max_frames:
+            break
+    result.seconds = time.perf_counter() - start
+    return result
+
+
 def run_mode(args: argparse.Namespace, mode: str, model: ARSeg, arch: str, labels: LabelSet, truth: dict, sink=None):
     """Replay the bag in one mode; ``sink(result)`` sees every result (for videos and bags)."""
     engine = StreamSegmenter(model, EngineConfig(mode=mode, device=args.device, keep_images=sink is not None))
@@ -96,23 +151,11 @@ def run_mode(args: argparse.Namespace, mode: str, model: ARSeg, arch: str, label
         for r in items:
             if r.labels is None:
                 continue
-            result.frames += 1
-            result.timings.append(r.timings)
             if cost is None:
                 cost = _gmacs(model, arch, r.labels.shape[1], r.labels.shape[0])
-            result.gmacs.append(cost["hr"] if r.kind == "hr" else cost["ar_lr"] if mode == "ar" else cost["lr"])
+            result.add(r, truth.get(r.stamp_ns), _frame_gmacs(cost, mode, r.kind))
             if sink is not None:
                 sink(r)
-            gt = truth.get(r.stamp_ns)
-            if gt is None:
-                result.unlabelled += 1
-                continue
-            if gt.shape != r.labels.shape:
-                raise EvaluationError(
-                    f"label image at stamp {r.stamp_ns} is {gt.shape[::-1]}, the video {r.labels.shape[::-1]}"
-                )
-            result.confusion.update(gt, r.labels)
-            result.by_distance.setdefault(r.gop_distance, ConfusionMatrix(labels.num_classes)).update(gt, r.labels)
 
     start = time.perf_counter()
     for packet in tqdm(packets_from_bag(args.bag, args.topic), desc=f"{mode} mode", unit="frame", disable=args.quiet):
@@ -197,10 +240,16 @@ def report_table(summaries: list[dict]) -> str:
 
 
 def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argparse.Namespace, arch: str) -> None:
+    if args.prepared:
+        title = f"# arseg-eval: prepared clips {args.prepared}"
+        source = "labels of the clips' labelled frames"
+    else:
+        title = f"# arseg-eval: {Path(args.bag).name}, topic {args.topic}"
+        source = f"labels {args.labels_topic}"
     lines = [
-        f"# arseg-eval: {Path(args.bag).name}, topic {args.topic}",
+        title,
         "",
-        f"Model {Path(args.model).name} ({arch}); labels {args.labels_topic}.",
+        f"Model {Path(args.model).name} ({arch}); {source}.",
         "",
         report_table(summaries),
         "",
@@ -223,10 +272,16 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
     if not isinstance(model, ARSeg):
         raise CheckpointError(f"{args.model} holds a single network; arseg-eval needs an AR-Seg checkpoint")
     labels = ckpt.config.labels
-    truth = read_images(args.bag, args.labels_topic) if args.labels_topic else {}
     modes = MODES if args.mode == "all" else (args.mode,)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.prepared:
+        clips = PreparedClips(args.prepared)
+        if clips.label_set.names != labels.names:
+            raise EvaluationError(f"{args.prepared} has classes {clips.label_set.names}, the model {labels.names}")
+        results = [run_prepared_mode(args, mode, model, ckpt.config.arch, labels, clips) for mode in modes]
+        return _finish(out, results, labels, args, ckpt.config.arch, plots=True)
+    truth = read_images(args.bag, args.labels_topic) if args.labels_topic else {}
     results = []
     for mode in modes:
         sinks = []
@@ -247,10 +302,18 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
                 video.close()
             if bag is not None:
                 bag.close()
+    return _finish(out, results, labels, args, ckpt.config.arch, plots=bool(truth))
+
+
+def _finish(
+    out: Path, results: list[ModeResult], labels: LabelSet, args: argparse.Namespace, arch: str, plots: bool
+) -> list[dict]:
+    """Write ``metrics.json``, the plots and ``report.md``; returns the per-mode summaries."""
     summaries = [r.summary() for r in results]
-    plots = _plots(out, summaries, labels, results) if truth else []
-    (out / "metrics.json").write_text(json.dumps({"bag": str(args.bag), "modes": summaries}, indent=2))
-    _write_report(out, summaries, plots, args, ckpt.config.arch)
+    names = _plots(out, summaries, labels, results) if plots else []
+    source = {"prepared": str(args.prepared)} if args.prepared else {"bag": str(args.bag)}
+    (out / "metrics.json").write_text(json.dumps({**source, "modes": summaries}, indent=2))
+    _write_report(out, summaries, names, args, arch)
     return summaries
 
 
@@ -274,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arseg-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bag", required=True, help="rosbag2 bag (folder, .db3 or .mcap)")
-    parser.add_argument("--topic", required=True, help="video topic (CompressedImage, FFMPEGPacket, CompressedVideo)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bag", help="rosbag2 bag (folder, .db3 or .mcap)")
+    source.add_argument("--prepared", help="a split folder of arseg-prepare (holding manifest.json) instead of a bag")
+    parser.add_argument("--topic", help="video topic of --bag (CompressedImage, FFMPEGPacket, CompressedVideo)")
     parser.add_argument("--labels-topic", help="sensor_msgs/Image mono8 labels with the video's stamps")
     parser.add_argument("--model", required=True, help="AR-Seg checkpoint")
     parser.add_argument("--mode", choices=[*MODES, "all"], default="ar")
@@ -287,10 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.bag and not args.topic:
+        parser.error("--bag needs --topic")
+    if args.prepared and (args.video or args.write_bag or args.labels_topic):
+        parser.error("--video, --write-bag and --labels-topic go with --bag, not --prepared")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         summaries = evaluate(args)
-    except (BagError, PacketError, CheckpointError, EvaluationError, ValueError) as exc:
+    except (BagError, PacketError, CheckpointError, EvaluationError, DatasetError, ValueError) as exc:
         print(f"arseg-eval: error: {exc}", file=sys.stderr)
         return 2
     print(report_table(summaries))

@@ -9,7 +9,9 @@ and CReFF with the segmentation losses plus feature-similarity training (FST): t
 the fused LR feature and the frozen HR network's feature of the same frame, weighted by ``fst_weight``. An
 optional first stage (``stage1_epochs``) trains the LR network with FST on its upsampled feature, without
 CReFF. Training pairs: the labelled frame, its keyframe ``gap`` frames earlier and the displacement between
-them (synthesised from stills, see ``arseg_ros.data.pairs``), augmented together.
+them, augmented together: with ``dataset.prepared``, the compressed clips of ``arseg-prepare`` (decoded frames,
+motion from the HEVC bitstream, as the engine sees them); otherwise keyframes synthesised from the stills on the
+fly (``arseg_ros.data.pairs``).
 
 Every epoch writes ``last.pt`` (the model, loadable by ``arseg-segment``), ``last_state.pt`` (optimizer,
 schedule and epoch, for ``--resume``) and a row of ``metrics.csv``; the best validation mIoU, measured
@@ -41,6 +43,7 @@ from tqdm import tqdm
 
 from .data.datasets import DatasetError, SegmentationDataset, open_dataset
 from .data.pairs import Augmentation, MotionRange, TrainingSample, synthetic_keyframe, to_unit_tensor
+from .data.prepared import PreparedClips
 from .labels import get_label_set
 from .metrics import ConfusionMatrix
 from .model import ARSeg, CheckpointError, ModelConfig, build_model, read_checkpoint, save_checkpoint
@@ -59,7 +62,10 @@ class RecipeError(ValueError):
 class DatasetSpec:
     """Where the data is: ``kind`` (camvid, camvid32, cityscapes, folder, synthetic), ``root`` (relative paths
     are relative to the recipe file), the splits, the class list name, and for ``synthetic`` the number of
-    training images ``count`` (validation: a quarter of it) and their ``size`` ``[h, w]``."""
+    training images ``count`` (validation: a quarter of it) and their ``size`` ``[h, w]``. ``prepared``: the
+    output folder of ``arseg-prepare`` (relative to the recipe file); when set, phase 2 trains and validates on
+    its compressed clips of gap ``ar.gap`` (``<prepared>/<train_split>``, ``<prepared>/<val_split>``) instead of
+    keyframes synthesised on the fly. Phase 1 always trains on the dataset's images."""
 
     kind: str = "camvid"
     root: str = "../shared/data/camvid"
@@ -69,6 +75,7 @@ class DatasetSpec:
     val_limit: int = 0
     count: int = 200
     size: tuple[int, int] = (240, 320)
+    prepared: str = ""
 
 
 @dataclass
@@ -174,6 +181,9 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     root = Path(recipe.dataset.root)
     if not root.is_absolute():
         recipe.dataset.root = str((path.parent / root).resolve())
+    prepared = Path(recipe.dataset.prepared)
+    if recipe.dataset.prepared and not prepared.is_absolute():
+        recipe.dataset.prepared = str((path.parent / prepared).resolve())
     for name in ("hr", "ar"):
         phase = getattr(recipe, name)
         if phase.optimizer not in ("sgd", "adam") or phase.schedule not in ("poly", "cosine"):
@@ -184,11 +194,12 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 class PhaseData(Dataset):
-    """Augmented samples of one dataset split; with ``motion``, each with a synthesised keyframe."""
+    """Augmented samples of one dataset split: from a ``SegmentationDataset`` (with ``motion``, each with a
+    synthesised keyframe) or from ``PreparedClips`` (the decoded keyframe and frame with the bitstream motion)."""
 
     def __init__(
         self,
-        dataset: SegmentationDataset,
+        dataset: SegmentationDataset | PreparedClips,
         augment: Augmentation | None,
         motion: MotionRange | None,
         seed: int,
@@ -200,14 +211,13 @@ class PhaseData(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = self.dataset[index]
         stream = self.seed * 1_000_003 + index if self.augment is None else (self.seed, self.epoch, index)
         rng = np.random.default_rng(stream)
-        frame = to_unit_tensor(item.image)
-        labels = torch.from_numpy(item.labels.astype(np.int64))
+        image, label_ids, key_image, disp = self._pair(index, rng)
+        frame = to_unit_tensor(image)
+        labels = torch.from_numpy(label_ids.astype(np.int64))
         key = displacement = None
-        if self.motion is not None:
-            key_image, disp = synthetic_keyframe(item.image, rng, self.motion)
+        if key_image is not None:
             key, displacement = to_unit_tensor(key_image), torch.from_numpy(disp)
         if self.augment is not None:
             sample = self.augment(frame, labels, rng, key, displacement)
@@ -217,6 +227,18 @@ class PhaseData(Dataset):
         if sample.key is not None:
             out["key"], out["displacement"] = sample.key, sample.displacement
         return out
+
+    def _pair(self, index: int, rng: np.random.Generator) -> tuple:
+        """``(frame (H, W, 3) uint8, labels (H, W) uint8, key (H, W, 3) uint8 | None, displacement (2, H, W)
+        float32 pixels | None)``."""
+        if isinstance(self.dataset, PreparedClips):
+            clip = self.dataset.clip(index)
+            return clip.frame, clip.labels, clip.key, clip.displacement()
+        item = self.dataset[index]
+        if self.motion is None:
+            return item.image, item.labels, None, None
+        key, displacement = synthetic_keyframe(item.image, rng, self.motion)
+        return item.image, item.labels, key, displacement
 
 
 def _distributed() -> tuple[int, int]:
@@ -350,10 +372,14 @@ class Trainer:
         for p in self.model.hr.parameters():
             p.requires_grad_(False)
 
-    def _data(self) -> tuple[DataLoader, PhaseData, SegmentationDataset]:
+    def _data(self) -> tuple[DataLoader, PhaseData, SegmentationDataset | PreparedClips]:
         d = self.recipe.dataset
-        train = open_dataset(d.kind, d.root, d.train_split, count=d.count, size=d.size)
-        val = open_dataset(d.kind, d.root, d.val_split, count=max(1, d.count // 4), size=d.size)
+        if self.phase == "ar" and d.prepared:
+            train = PreparedClips(Path(d.prepared) / d.train_split, gap=self.spec.gap)
+            val = PreparedClips(Path(d.prepared) / d.val_split, gap=self.spec.gap)
+        else:
+            train = open_dataset(d.kind, d.root, d.train_split, count=d.count, size=d.size)
+            val = open_dataset(d.kind, d.root, d.val_split, count=max(1, d.count // 4), size=d.size)
         if train.label_set.names != self.labels.names:
             raise DatasetError(f"dataset classes {train.label_set.names} differ from the recipe's {self.labels.names}")
         motion = MotionRange(self.spec.motion_zoom, self.spec.motion_shift, self.spec.motion_rotation)
@@ -371,8 +397,10 @@ class Trainer:
         )
         return loader, data, val
 
-    def validate(self, val: SegmentationDataset) -> float:
-        """mIoU on the validation split; phase 2 through the AR path with a synthesised keyframe per image."""
+    def validate(self, val: SegmentationDataset | PreparedClips) -> float:
+        """mIoU on the validation split; phase 2 through the AR path (keyframe through the HR network, the frame
+        at LR with CReFF), on prepared clips with their decoded frames and bitstream motion, else with a
+        synthesised keyframe per image."""
         self.model.eval()
         cm = ConfusionMatrix(self.labels.num_classes)
         limit = self.recipe.dataset.val_limit or len(val)

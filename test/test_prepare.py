@@ -1,0 +1,262 @@
+"""arseg-prepare: manifest, resume, parallel = serial, bitstream motion as the engine sees it, stills' synthesised
+motion, video clips, phase-2 training and evaluation on prepared clips, and bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from arseg_ros.codec.bitstream_motion import HevcMotionStream
+from arseg_ros.codec.packets import Packet
+from arseg_ros.data.prepared import Manifest, PreparedClips, PreparedDataError, read_clip, sha256_of
+from arseg_ros.data.synthetic import panning_clip
+from arseg_ros.engine import EngineConfig, StreamSegmenter
+from arseg_ros.evaluate import main as eval_main
+from arseg_ros.labels import CAMVID
+from arseg_ros.model import ModelConfig, build_model, save_checkpoint
+from arseg_ros.model.base import normalize
+from arseg_ros.prepare import PrepareConfig, main, prepare_split
+from arseg_ros.train import Trainer, load_recipe
+
+H, W = 64, 96
+GAPS = [11, 4]
+VELOCITY = (1.5, 0.5)
+
+
+def write_dataset(root: Path, n: int = 3, sequences: bool = False) -> Path:
+    """A folder dataset of ``n`` labelled 96x64 frames (named ``f0020``, ``f0040``, ...); with ``sequences``,
+    the 11 frames before each, cut from one panning clip (a known translation of ``VELOCITY`` per frame)."""
+    clip = panning_clip(W, H, 20 * n + 1, velocity=VELOCITY, seed=21)
+    for sub in ("images", "labels") + (("sequences",) if sequences else ()):
+        (root / sub).mkdir(parents=True)
+    classes = [{"name": c.name, "color": list(c.color)} for c in CAMVID.classes]
+    (root / "classes.yaml").write_text(yaml.safe_dump({"name": "camvid", "classes": classes}))
+    for i in range(1, n + 1):
+        t = 20 * i
+        Image.fromarray(clip.frames[t]).save(root / "images" / f"f{t:04d}.png")
+        Image.fromarray(clip.labels[t]).save(root / "labels" / f"f{t:04d}.png")
+        for k in range(1, 12) if sequences else ():
+            Image.fromarray(clip.frames[t - k]).save(root / "sequences" / f"f{t - k:04d}.png")
+    return root
+
+
+def config(data: Path, out: Path, **changes) -> PrepareConfig:
+    values = {"dataset": "folder", "root": str(data), "split": ["train"], "out": str(out), "gap": GAPS}
+    return PrepareConfig(**{**values, **changes})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("stills") / "data")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, data) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_split(config(data, out), "train", progress=False)
+    return out / "train"
+
+
+def test_manifest_lists_every_clip_with_its_settings(prepared):
+    manifest = Manifest.read(prepared / "manifest.json")
+    assert manifest.complete and manifest.version
+    names = sorted(f"f{t:04d}_d{d:02d}" for t in (20, 40, 60) for d in GAPS)
+    assert [c.name for c in manifest.clips] == names
+    assert sorted(p.name for p in (prepared / "clips").iterdir()) == [f"{n}.zip" for n in names]
+    for record in manifest.clips:
+        assert sha256_of(prepared / record.file) == record.sha256
+        assert record.origin == "still" and (record.width, record.height) == (W, H)
+    encoder = manifest.settings["encoder"]
+    assert (encoder["keyint"], encoder["bframes"], encoder["bitrate_kbps"], encoder["fps"]) == (12, 0, 3000, 30)
+    assert encoder["preset"] == "medium" and encoder["extra"].startswith("rect=1:amp=1")
+    clip = read_clip(prepared / manifest.clips[0].file)
+    assert clip.key.shape == clip.frame.shape == (H, W, 3) and clip.labels.shape == (H, W)
+    assert clip.motion.displacement.shape == (2, H // 4, W // 4) and clip.motion.distance == clip.gap
+
+
+def assert_same_clip(a: Path, b: Path) -> None:
+    """Two builds of one clip: the same labels and gap; decoded frames and motion equal up to the encoder's
+    run-to-run variation (libx265 does not always give the same bits for the same input)."""
+    x, y = read_clip(a), read_clip(b)
+    assert x.gap == y.gap
+    np.testing.assert_array_equal(x.labels, y.labels)
+    np.testing.assert_array_equal(x.key_labels, y.key_labels)
+    for u, v in ((x.key, y.key), (x.frame, y.frame)):
+        mse = float(np.mean((u.astype(float) - v.astype(float)) ** 2))
+        assert mse == 0 or 10 * np.log10(255**2 / mse) > 30
+    close = np.abs(x.motion.displacement - y.motion.displacement).max(0) <= 1.0
+    assert close.mean() > 0.8
+
+
+def test_rerun_redoes_only_deleted_or_corrupt_clips(prepared, data, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out / "train")
+    (out / "train" / "clips" / "f0020_d11.zip").unlink()
+    corrupt = out / "train" / "clips" / "f0040_d04.zip"
+    corrupt.write_bytes(corrupt.read_bytes()[:-100] + bytes(100))
+    untouched = out / "train" / "clips" / "f0060_d11.zip"
+    mtime = untouched.stat().st_mtime_ns
+    result = prepare_split(config(data, out), "train", progress=False)
+    assert (result.built, result.reused) == (2, 4)
+    assert untouched.stat().st_mtime_ns == mtime
+    for record in Manifest.read(out / "train" / "manifest.json").clips:
+        assert sha256_of(out / "train" / record.file) == record.sha256
+    for name in ("f0020_d11", "f0040_d04"):
+        assert_same_clip(prepared / "clips" / f"{name}.zip", out / "train" / "clips" / f"{name}.zip")
+
+
+def test_interrupted_run_continues(prepared, data, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out / "train")
+    manifest = Manifest.read(out / "train" / "manifest.json")
+    manifest.clips, manifest.complete = manifest.clips[:2], False  # as a run killed after two clips leaves it
+    manifest.write(out / "train" / "manifest.json")
+    (out / "train" / "clips" / "f0060_d04.zip.tmp").write_bytes(b"half a clip")
+    with pytest.raises(PreparedDataError, match="unfinished preparation"):
+        PreparedClips(out / "train")
+    result = prepare_split(config(data, out), "train", progress=False)
+    assert (result.built, result.reused) == (4, 2)
+    assert not list((out / "train" / "clips").glob("*.tmp"))
+    assert len(PreparedClips(out / "train")) == 6
+
+
+def test_parallel_gives_the_serial_result(prepared, data, tmp_path):
+    prepare_split(config(data, tmp_path, workers=2), "train", progress=False)
+    serial = Manifest.read(prepared / "manifest.json")
+    parallel = Manifest.read(tmp_path / "train" / "manifest.json")
+    assert parallel.complete and parallel.settings == serial.settings
+    assert [c.name for c in parallel.clips] == [c.name for c in serial.clips]
+    for record in parallel.clips:
+        assert_same_clip(prepared / record.file, tmp_path / "train" / record.file)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(arch="bisenet18_small", labels=CAMVID)).eval()
+
+
+def test_stored_motion_and_frames_are_what_the_engine_uses(prepared, model):
+    clip = read_clip(prepared / "clips" / "f0040_d11.zip")
+    stream = HevcMotionStream()
+    motions = {m.field.poc: m.motion for p in clip.packets for m in stream.feed(p.data)}
+    np.testing.assert_array_equal(motions[clip.gap].displacement, clip.motion.displacement)
+    np.testing.assert_array_equal(motions[clip.gap].valid, clip.motion.valid)
+    engine = StreamSegmenter(model, EngineConfig(mode="ar", device="cpu", keep_images=True))
+    results = [r for p in clip.packets for r in engine.process(Packet("hevc", p.data, p.index))] + engine.flush()
+    assert [r.kind for r in results] == ["hr"] + ["lr"] * clip.gap
+    np.testing.assert_array_equal(results[0].image, clip.key)
+    np.testing.assert_array_equal(results[-1].image, clip.frame)
+    with torch.inference_mode():
+        frame = normalize(torch.from_numpy(clip.frame).permute(2, 0, 1)[None].float() / 255)
+        key = normalize(torch.from_numpy(clip.key).permute(2, 0, 1)[None].float() / 255)
+        _, feature = model.forward_key(key)
+        displacement = torch.from_numpy(clip.displacement())[None]
+        expected = model.forward_nonkey(model.downscale(frame), feature, displacement).argmax(1)[0].numpy()
+    assert float((results[-1].labels == expected).mean()) > 0.99  # the engine may run a fused copy of the model
+
+
+def warp_labels(labels: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """``labels`` (of the keyframe) sampled at ``x + displacement(x)``, nearest; 255 outside."""
+    h, w = labels.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    x = np.rint(xs + displacement[0]).astype(int)
+    y = np.rint(ys + displacement[1]).astype(int)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return np.where(inside, labels[y.clip(0, h - 1), x.clip(0, w - 1)], 255)
+
+
+def test_stills_clip_motion_carries_the_keyframe_labels_onto_the_frame(prepared):
+    for name in ("f0020_d11", "f0060_d04"):
+        clip = read_clip(prepared / "clips" / f"{name}.zip")
+        warped = warp_labels(clip.key_labels, clip.displacement())
+        unwarped = clip.key_labels
+        both = (warped != 255) & (clip.labels != 255)
+        agreement = float((warped == clip.labels)[both].mean())
+        assert both.mean() > 0.6 and agreement > 0.85, (name, agreement)
+        assert agreement > float((unwarped == clip.labels)[both].mean()) + 0.05
+
+
+def test_video_clips_use_the_real_preceding_frames(tmp_path):
+    data = write_dataset(tmp_path / "video", n=2, sequences=True)
+    prepare_split(config(data, tmp_path / "out", gap=[11]), "train", progress=False)
+    clips = PreparedClips(tmp_path / "out" / "train")
+    assert {c.origin for c in clips.records} == {"video"}
+    clip = clips.clip(0)
+    assert clip.key_labels is None
+    inner = clip.motion.displacement[:, 2:-2, 2:-2]
+    np.testing.assert_allclose(inner.mean((1, 2)), [11 * v for v in VELOCITY], atol=0.6)
+    (data / "sequences" / "f0035.png").unlink()
+    with pytest.raises(Exception, match=r"missing frame .*f0035.png"):
+        prepare_split(config(data, tmp_path / "out2", gap=[11]), "train", progress=False)
+
+
+def test_phase2_trains_and_validates_on_prepared_pairs(prepared, data, tmp_path):
+    hr_config = ModelConfig(arch="bisenet18", labels=CAMVID, kind="single")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "hr.pt", build_model(hr_config), hr_config)
+    phase = {"epochs": 1, "batch_size": 2, "optimizer": "adam", "lr": 0.001, "crop": [H, W], "gap": 11}
+    recipe = {
+        "dataset": {"kind": "folder", "root": str(data), "prepared": str(prepared.parent), "val_split": "train"},
+        "model": {"arch": "bisenet18"},
+        "ar": {**phase, "scale_range": [0.8, 1.2], "stage1_epochs": 0},
+        "training": {"workers": 0, "device": "cpu"},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    trainer = Trainer("ar", load_recipe(tmp_path / "recipe.yaml"), tmp_path / "run", hr_checkpoint=tmp_path / "hr.pt")
+    trainer.max_iters, trainer.progress = 2, False
+    trainer.run()
+    assert len(trainer.losses) == 1 and all(np.isfinite(v) for v in trainer.losses[0].values())
+    row = (tmp_path / "run" / "ar" / "metrics.csv").read_text().splitlines()[1].split(",")
+    assert 0.0 <= float(row[2]) <= 1.0  # validation mIoU through the AR path on the prepared clips
+
+
+def test_evaluation_on_prepared_clips(prepared, tmp_path, capsys):
+    config = ModelConfig(arch="bisenet18_small", labels=CAMVID)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", build_model(config), config)
+    argv = ["--prepared", str(prepared), "--model", str(tmp_path / "m.pt"), "--mode", "all", "--quiet"]
+    assert eval_main([*argv, "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    modes = {m["mode"]: m for m in metrics["modes"]}
+    assert set(modes) == {"ar", "hr", "lr"}
+    for m in modes.values():
+        assert m["labelled_frames"] == m["frames"] == 6 and 0.0 <= m["miou"] <= 1.0
+        assert sorted(int(d) for d in m["miou_d"]) == sorted(GAPS)
+    assert modes["ar"]["engine"]["lr"] == 6 and modes["ar"]["engine"]["hr"] == 6
+    assert modes["hr"]["gmacs_per_frame"] > modes["ar"]["gmacs_per_frame"] > modes["lr"]["gmacs_per_frame"]
+    assert "| AR |" in capsys.readouterr().out
+
+
+def test_bad_input_names_the_problem(data, tmp_path, capsys):
+    def error(*argv) -> str:
+        assert main([*argv, "--quiet"]) == 2
+        return capsys.readouterr().err
+
+    out = str(tmp_path / "out")
+    missing = error("--dataset", "folder", "--root", str(tmp_path / "nowhere"), "--out", out)
+    assert f"dataset folder {tmp_path / 'nowhere'} does not exist" in missing
+    (tmp_path / "empty").mkdir()
+    assert "missing class file" in error("--dataset", "folder", "--root", str(tmp_path / "empty"), "--out", out)
+    broken = write_dataset(tmp_path / "broken", n=2)
+    (broken / "labels" / "f0040.png").unlink()
+    assert "no label for" in error("--dataset", "folder", "--root", str(broken), "--split", "x", "--out", out)
+    (tmp_path / "file").write_text("")
+    message = error("--dataset", "folder", "--root", str(data), "--out", str(tmp_path / "file" / "out"))
+    assert "cannot write to output folder" in message
+    assert "keyint" in error("--dataset", "folder", "--root", str(data), "--out", out, "--gap", "12")
+    (tmp_path / "c.yaml").write_text("bitrate_kbps: 5000\n")
+    assert "unknown option 'bitrate_kbps'" in error("--config", str(tmp_path / "c.yaml"), "--out", out)
+    assert (
+        main(["--dataset", "folder", "--root", str(data), "--split", "train", "--out", out, "--limit", "1", "--quiet"])
+        == 0
+    )
+    changed = error("--dataset", "folder", "--root", str(data), "--split", "train", "--out", out, "--bitrate", "500")
+    assert "prepared with other settings (encoder differ)" in changed
+    with pytest.raises(PreparedDataError, match="no clip with gap 3"):
+        PreparedClips(Path(out) / "train", gap=3)
