@@ -1,5 +1,5 @@
-// CABAC layer of the parse-only HEVC parser: context initialisation (9.3.2.2), engine initialisation (9.3.2.5), the
-// window refill behind 9.3.4.3 and the bypass binarisations (9.3.3.2, 9.3.3.3, 9.3.3.4 [9.3.3.5]).
+// CABAC layer of the parse-only HEVC parser: context initialisation (9.3.2.2), engine initialisation (9.3.2.5) and
+// the bypass binarisations (9.3.3.2, 9.3.3.3, 9.3.3.4 [9.3.3.5]); the decoding engine itself is inline in cabac.hpp.
 #include "cabac.hpp"
 
 #include <string>
@@ -51,10 +51,14 @@ void init_contexts(ContextSet& contexts, int init_type, int slice_qp_y) {
   for (size_t i = 0; i < contexts.size(); ++i) contexts[i] = init_context(values[i], slice_qp_y);
 }
 
-void CabacDecoder::fail(ErrorKind kind, const char* message) const {
+void cabac_detail::fail_at(ErrorKind kind, const char* message, uint64_t bit_position) {
   Location where;
-  where.bit_position = static_cast<int64_t>(bit_position());
+  where.bit_position = static_cast<int64_t>(bit_position);
   throw ParseError(kind, message, where);
+}
+
+void CabacDecoder::fail(ErrorKind kind, const char* message) const {
+  cabac_detail::fail_at(kind, message, bit_position());
 }
 
 void CabacDecoder::init(const uint8_t* data, size_t size) {
@@ -86,40 +90,6 @@ void CabacDecoder::start(size_t byte_offset) {
   stopped_ = false;
   refill();
   if (offset() >= 510) fail(ErrorKind::InvalidValue, "CABAC ivlOffset 510 or 511 at initialisation (9.3.2.5)");
-}
-
-void CabacDecoder::refill() {
-  if (bits_ > 46) return;
-  if (next_ < size_ && size_ - next_ >= 8) {
-    // Whole bytes that fit below 55 look-ahead bits: k is 1..7, so no shift reaches 64.
-    const int k = (54 - bits_) >> 3;
-    uint64_t word = 0;
-    for (int i = 0; i < 8; ++i) word = (word << 8) | data_[next_ + static_cast<size_t>(i)];
-    value_ = (value_ << (8 * k)) | (word >> (64 - 8 * k));
-    next_ += static_cast<size_t>(k);
-    bits_ += 8 * k;
-    return;
-  }
-  while (bits_ <= 46) {
-    const uint64_t byte = next_ < size_ ? data_[next_] : 0;
-    value_ = (value_ << 8) | byte;
-    ++next_;
-    bits_ += 8;
-  }
-}
-
-uint32_t CabacDecoder::decode_bypass_bits(int n) {
-  if (n < 0 || n > 32) fail(ErrorKind::InvalidValue, "bypass bin count outside 0..32");
-  if (bits_ < n) refill();
-  // n DecodeBypass steps (9.3.4.3.4) are binary long division: each step appends one bit to ivlOffset and subtracts
-  // ivlCurrRange when it fits, so the n bins are the quotient of (ivlOffset << n | next n bits) / ivlCurrRange and
-  // the new ivlOffset is the remainder (the quotient is below 2^n because ivlOffset < ivlCurrRange).
-  bits_ -= n;
-  const uint64_t dividend = value_ >> bits_;  // below 2^(9 + n)
-  const uint64_t quotient = dividend / range_;
-  value_ -= (quotient * range_) << bits_;
-  if (bits_ < kMinLookahead) refill();
-  return static_cast<uint32_t>(quotient);
 }
 
 bool CabacDecoder::trailing_bits_ok() const {

@@ -139,7 +139,8 @@ class CabacDecoder {
   static constexpr int kMinLookahead = 8;
 
   // Tops the look-ahead up to 47..54 bits (value_ stays below 2^63 because ivlOffset < 2^9). Bytes past the end of
-  // the data are taken as zero.
+  // the data are taken as zero. Inline, like the decoding functions, and none of them passes the engine's address
+  // to an out-of-line function: a copy of the engine in a local variable then stays in registers.
   void refill();
 
   // Starts the engine with next_ at byte_offset (9.3.2.5).
@@ -157,6 +158,9 @@ class CabacDecoder {
 };
 
 namespace cabac_detail {
+
+// Raises ParseError(kind, message) located at bit_position; takes no engine pointer (see refill()).
+[[noreturn]] void fail_at(ErrorKind kind, const char* message, uint64_t bit_position);
 
 // Number of RenormD iterations (9.3.4.3.3) that bring a sub-range 1..511 to 256 or above (0 from 256 on).
 constexpr std::array<uint8_t, 512> make_renorm_shift() {
@@ -176,7 +180,7 @@ inline constexpr std::array<uint8_t, 512> kRenormShift = make_renorm_shift();
 // DecodeDecision (9.3.4.3.2): qRangeIdx = (ivlCurrRange >> 6) & 3, ivlLpsRange = rangeTabLps[pStateIdx][qRangeIdx],
 // ivlCurrRange -= ivlLpsRange; MPS when ivlOffset < ivlCurrRange, else LPS with ivlOffset -= ivlCurrRange and
 // ivlCurrRange = ivlLpsRange. State transition (9.3.4.3.2.2) and RenormD (9.3.4.3.3) follow.
-inline int CabacDecoder::decode_decision(ContextModel& model) {
+[[gnu::always_inline]] inline int CabacDecoder::decode_decision(ContextModel& model) {
   const uint32_t state = model.state & 63u;
   const uint32_t lps = cabac_tables::kRangeTabLps[state][(range_ >> 6) & 3];
   const uint32_t mps_range = range_ - lps;
@@ -198,7 +202,7 @@ inline int CabacDecoder::decode_decision(ContextModel& model) {
 
 // DecodeBypass (9.3.4.3.4): ivlOffset = (ivlOffset << 1) | read_bits(1); the bin is 1 when ivlOffset >= ivlCurrRange,
 // which is then subtracted. Taking one look-ahead bit into ivlOffset is bits_ -= 1.
-inline int CabacDecoder::decode_bypass() {
+[[gnu::always_inline]] inline int CabacDecoder::decode_bypass() {
   bits_ -= 1;
   const uint64_t scaled = static_cast<uint64_t>(range_) << bits_;
   const uint32_t bin = value_ >= scaled ? 1u : 0u;
@@ -207,10 +211,48 @@ inline int CabacDecoder::decode_bypass() {
   return static_cast<int>(bin);
 }
 
+[[gnu::always_inline]] inline void CabacDecoder::refill() {
+  if (bits_ > 46) return;
+  if (next_ < size_ && size_ - next_ >= 8) {
+    // Whole bytes that fit below 55 look-ahead bits: k is 1..7, so no shift reaches 64. The eight bytes are in
+    // [data_, data_ + size_) (checked above).
+    const int k = (54 - bits_) >> 3;
+    uint64_t word = 0;
+    for (int i = 0; i < 8; ++i) word = (word << 8) | data_[next_ + static_cast<size_t>(i)];
+    value_ = (value_ << (8 * k)) | (word >> (64 - 8 * k));
+    next_ += static_cast<size_t>(k);
+    bits_ += 8 * k;
+    return;
+  }
+  while (bits_ <= 46) {
+    const uint64_t byte = next_ < size_ ? data_[next_] : 0;
+    value_ = (value_ << 8) | byte;
+    ++next_;
+    bits_ += 8;
+  }
+}
+
+// n DecodeBypass steps (9.3.4.3.4) are binary long division: each step appends one bit to ivlOffset and subtracts
+// ivlCurrRange when it fits, so the n bins are the quotient of (ivlOffset << n | next n bits) / ivlCurrRange and the
+// new ivlOffset is the remainder (the quotient is below 2^n because ivlOffset < ivlCurrRange).
+[[gnu::always_inline]] inline uint32_t CabacDecoder::decode_bypass_bits(int n) {
+  if (n < 0 || n > 32) cabac_detail::fail_at(ErrorKind::InvalidValue, "bypass bin count outside 0..32", bit_position());
+  if (bits_ < n) refill();
+  bits_ -= n;
+  const uint64_t dividend = value_ >> bits_;  // below 2^(9 + n)
+  const uint64_t quotient = dividend / range_;
+  value_ -= (quotient * range_) << bits_;
+  if (bits_ < kMinLookahead) refill();
+  return static_cast<uint32_t>(quotient);
+}
+
 // DecodeTerminate (9.3.4.3.5): ivlCurrRange -= 2; the bin is 1 when ivlOffset >= ivlCurrRange, and then no
 // renormalisation is done and decoding stops; otherwise the bin is 0 and RenormD (9.3.4.3.3) follows.
 inline int CabacDecoder::decode_terminate() {
-  if (stopped_) fail(ErrorKind::InvalidValue, "CABAC terminate bin after the engine stopped; reinit_at() first");
+  if (stopped_) {
+    cabac_detail::fail_at(ErrorKind::InvalidValue, "CABAC terminate bin after the engine stopped; reinit_at() first",
+                          bit_position());
+  }
   range_ -= 2;
   const uint64_t scaled = static_cast<uint64_t>(range_) << bits_;
   if (value_ >= scaled) {

@@ -27,9 +27,18 @@ struct ScanPos {
 };
 
 // ScanOrder[log2BlockSize][scanIdx][sPos] for block sizes 1x1 .. 8x8 (6.5.3 up-right diagonal, 6.5.4 horizontal,
-// 6.5.5 vertical): sub-block scans of 4x4 .. 32x32 transform blocks and the coefficient scan inside a sub-block.
+// 6.5.5 vertical): sub-block scans of 4x4 .. 32x32 transform blocks and the coefficient scan inside a sub-block,
+// with what residual_coding() derives from them once instead of per coefficient:
+//   position[log2][scanIdx][(y << log2) + x]: the inverse scan, sPos of (x, y);
+//   sig_ctx_4x4[scanIdx][n]: sigCtx of 4x4 transform blocks at scan position n, ctxIdxMap[(yC << 2) + xC]
+//     (9.3.4.2.5, Table 9-43; position 15 is never a coded sig_coeff_flag);
+//   sig_ctx_pattern[scanIdx][prevCsbf][n]: the sigCtx of 9.3.4.2.5 from prevCsbf and the position (xP, yP) of scan
+//     position n in its sub-block, before the offsets that depend on the block (added by residual_coding()).
 struct ScanTables {
   std::array<std::array<std::array<ScanPos, 64>, 3>, 4> order{};
+  std::array<std::array<std::array<uint8_t, 64>, 3>, 4> position{};
+  std::array<std::array<uint8_t, 16>, 3> sig_ctx_4x4{};
+  std::array<std::array<std::array<uint8_t, 16>, 4>, 3> sig_ctx_pattern{};
 
   ScanTables() {
     for (int log2 = 0; log2 < 4; ++log2) {
@@ -66,12 +75,27 @@ struct ScanTables {
           ver[static_cast<size_t>(i)] = ScanPos{static_cast<uint8_t>(xx), static_cast<uint8_t>(yy)};
         }
       }
+      for (size_t scan = 0; scan < 3; ++scan) {
+        for (int n = 0; n < size * size; ++n) {
+          const ScanPos p = order[static_cast<size_t>(log2)][scan][static_cast<size_t>(n)];
+          position[static_cast<size_t>(log2)][scan][static_cast<size_t>((p.y << log2) + p.x)] =
+              static_cast<uint8_t>(n);
+        }
+      }
     }
-  }
-
-  const std::array<ScanPos, 64>& get(int log2, int scan_idx) const {
-    if (log2 < 0 || log2 > 3 || scan_idx < 0 || scan_idx > 2) fail(ErrorKind::InvalidValue, "scan order out of range");
-    return order[static_cast<size_t>(log2)][static_cast<size_t>(scan_idx)];
+    for (size_t scan = 0; scan < 3; ++scan) {
+      for (size_t n = 0; n < 16; ++n) {
+        const ScanPos p = order[2][scan][n];
+        const int k = (p.y << 2) + p.x;
+        sig_ctx_4x4[scan][n] = k < cabac_tables::kCtxIdxMapSigCoeff4x4Size ? cabac_tables::kCtxIdxMapSigCoeff4x4[k] : 0;
+        const int xp = p.x;
+        const int yp = p.y;
+        sig_ctx_pattern[scan][0][n] = static_cast<uint8_t>((xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0);
+        sig_ctx_pattern[scan][1][n] = static_cast<uint8_t>(yp == 0 ? 2 : yp == 1 ? 1 : 0);
+        sig_ctx_pattern[scan][2][n] = static_cast<uint8_t>(xp == 0 ? 2 : xp == 1 ? 1 : 0);
+        sig_ctx_pattern[scan][3][n] = 2;
+      }
+    }
   }
 };
 
@@ -144,7 +168,6 @@ class SliceParser {
   void cu_chroma_qp_offset();                                  // 7.3.8.10
   void residual_coding(const CodingUnit& cu, int x0, int y0, int log2_size, int c_idx);  // 7.3.8.11, 9.3.4.2.4-7
   int scan_idx(const CodingUnit& cu, int x0, int y0, int log2_size, int c_idx) const;    // 7.4.9.11
-  uint32_t coeff_abs_level_remaining(int rice);                                          // 9.3.3.11
 
   // Helpers over the picture grid.
   void fill_cu(const CodingUnit& cu, int depth, bool skip);
@@ -918,152 +941,147 @@ int SliceParser::scan_idx(const CodingUnit& cu, int x0, int y0, int log2_size, i
 
 // coeff_abs_level_remaining (9.3.3.11): a prefix of at most four ones of TR with cMax 4 << cRiceParam, then, after
 // four ones, an EG(cRiceParam + 1) suffix of value - (4 << cRiceParam) whose unary part continues the ones.
-uint32_t SliceParser::coeff_abs_level_remaining(int rice) {
+inline uint32_t coeff_abs_level_remaining(CabacDecoder& dec, int rice) {
   int ones = 0;
-  while (bypass()) {
+  while (dec.decode_bypass()) {
     if (++ones > kMaxRemainingPrefix) fail(ErrorKind::InvalidValue, "coeff_abs_level_remaining prefix too long");
   }
-  if (ones < 4) return (static_cast<uint32_t>(ones) << rice) | dec_.decode_bypass_bits(rice);
+  if (ones < 4) return (static_cast<uint32_t>(ones) << rice) | dec.decode_bypass_bits(rice);
   const int k = ones - 4 + rice + 1;  // suffix bits of the EGk codeword
   if (k > 20) fail(ErrorKind::InvalidValue, "coeff_abs_level_remaining above the 16-bit coefficient range");
-  const uint64_t value = (uint64_t{4} << rice) + (((uint64_t{1} << (ones - 4)) - 1) << (rice + 1)) +
-                         dec_.decode_bypass_bits(k);
+  const uint64_t value =
+      (uint64_t{4} << rice) + (((uint64_t{1} << (ones - 4)) - 1) << (rice + 1)) + dec.decode_bypass_bits(k);
   if (value > static_cast<uint64_t>(kMaxCoeffAbsLevel)) {
     fail(ErrorKind::InvalidValue, "coeff_abs_level_remaining above the 16-bit coefficient range");
   }
   return static_cast<uint32_t>(value);
 }
 
+// Index of the highest set bit of a non-zero mask.
+inline int highest_bit(uint32_t mask) { return 31 - __builtin_clz(mask); }
+
+// Number of set bits of a 16-bit mask (without relying on a population-count instruction).
+inline int bit_count16(uint32_t v) {
+  v = v - ((v >> 1) & 0x5555u);
+  v = (v & 0x3333u) + ((v >> 2) & 0x3333u);
+  v = (v + (v >> 4)) & 0x0F0Fu;
+  return static_cast<int>((v + (v >> 8)) & 0x1Fu);
+}
+
+// The engine runs on a local copy (written back at the end, and before an error propagates, so that the error's bit
+// position is exact): its state then stays in registers across the context updates. No coefficient value is kept;
+// the syntax is consumed exactly, which is all later layers need.
 void SliceParser::residual_coding(const CodingUnit& cu, int x0, int y0, int log2_size, int c_idx) {
   if (log2_size < 2 || log2_size > 5) fail(ErrorKind::InvalidValue, "residual block size out of range");
   ++pic_.counts.coded_residual_blocks;
-  const bool chroma = c_idx > 0;
-  if (pps_.transform_skip_enabled_flag && !cu.transquant_bypass && log2_size <= log2_max_transform_skip_size_) {
-    if (bin(ctx::TRANSFORM_SKIP_FLAG + (chroma ? 1 : 0))) ++pic_.counts.transform_skip_blocks;
-  }
-  // last_sig_coeff_x_prefix / last_sig_coeff_y_prefix: TR cMax (log2TrafoSize << 1) - 1, ctxInc
-  // (binIdx >> ctxShift) + ctxOffset (9.3.4.2.3).
-  const int c_max = (log2_size << 1) - 1;
-  const int ctx_offset = chroma ? 15 : 3 * (log2_size - 2) + ((log2_size - 1) >> 2);
-  const int ctx_shift = chroma ? log2_size - 2 : (log2_size + 1) >> 2;
-  int prefix_x = 0;
-  while (prefix_x < c_max && bin(ctx::LAST_SIG_COEFF_X_PREFIX + ctx_offset + (prefix_x >> ctx_shift))) ++prefix_x;
-  int prefix_y = 0;
-  while (prefix_y < c_max && bin(ctx::LAST_SIG_COEFF_Y_PREFIX + ctx_offset + (prefix_y >> ctx_shift))) ++prefix_y;
-  int last_x = prefix_x;
-  int last_y = prefix_y;
-  if (prefix_x > 3) {
-    const int n = (prefix_x >> 1) - 1;
-    last_x = (1 << n) * (2 + (prefix_x & 1)) + static_cast<int>(dec_.decode_bypass_bits(n));
-  }
-  if (prefix_y > 3) {
-    const int n = (prefix_y >> 1) - 1;
-    last_y = (1 << n) * (2 + (prefix_y & 1)) + static_cast<int>(dec_.decode_bypass_bits(n));
-  }
   const int scan = scan_idx(cu, x0, y0, log2_size, c_idx);
-  if (scan == 2) std::swap(last_x, last_y);
-  const int size = 1 << log2_size;
-  if (last_x >= size || last_y >= size) fail(ErrorKind::InvalidValue, "last significant coefficient outside block");
-
-  const auto& sb_scan = scans_.get(log2_size - 2, scan);
-  const auto& pos_scan = scans_.get(2, scan);
-  const int sb_width = 1 << (log2_size - 2);
-  // Position of the last significant coefficient in the scan: sub-block lastSubBlock, position lastScanPos.
-  int last_sub_block = -1;
-  for (int i = 0; i < sb_width * sb_width; ++i) {
-    const ScanPos s = sb_scan[static_cast<size_t>(i)];
-    if (s.x == (last_x >> 2) && s.y == (last_y >> 2)) last_sub_block = i;
-  }
-  int last_scan_pos = -1;
-  for (int n = 0; n < 16; ++n) {
-    const ScanPos p = pos_scan[static_cast<size_t>(n)];
-    if (p.x == (last_x & 3) && p.y == (last_y & 3)) last_scan_pos = n;
-  }
-  if (last_sub_block < 0 || last_scan_pos < 0) fail(ErrorKind::InvalidValue, "last position not in the scan");
-
-  uint8_t coded_sub_block[8][8] = {};
-  const int base_sig = ctx::SIG_COEFF_FLAG + (chroma ? 27 : 0);
-  const int base_g1 = ctx::COEFF_ABS_LEVEL_GREATER1_FLAG + (chroma ? 16 : 0);
-  const int base_g2 = ctx::COEFF_ABS_LEVEL_GREATER2_FLAG + (chroma ? 4 : 0);
-  int greater1_ctx = 1;  // greater1Ctx carried from the previous sub-block with greater1 flags (9.3.4.2.6)
-  for (int i = last_sub_block; i >= 0; --i) {
-    const int xs = sb_scan[static_cast<size_t>(i)].x;
-    const int ys = sb_scan[static_cast<size_t>(i)].y;
-    const int right = xs < sb_width - 1 ? coded_sub_block[xs + 1][ys] : 0;
-    const int below = ys < sb_width - 1 ? coded_sub_block[xs][ys + 1] : 0;
-    bool infer_sb_dc = false;
-    int coded = 1;
-    if (i < last_sub_block && i > 0) {
-      // coded_sub_block_flag, ctxInc Min(csbfCtx, 1) (+2 for chroma) (9.3.4.2.4).
-      coded = bin(ctx::CODED_SUB_BLOCK_FLAG + std::min(right + below, 1) + (chroma ? 2 : 0));
-      infer_sb_dc = true;
-    }
-    coded_sub_block[xs][ys] = static_cast<uint8_t>(coded);
-    uint32_t sig = 0;  // bit n: sig_coeff_flag at scan position n of the sub-block
-    int start = 15;
-    if (i == last_sub_block) {
-      sig = 1u << last_scan_pos;
-      start = last_scan_pos - 1;
-    }
-    if (coded) {
-      const int prev_csbf = right | (below << 1);
-      for (int n = start; n >= 0; --n) {
-        if (n == 0 && infer_sb_dc) {
-          sig |= 1u;  // inferred 1: the only possible significant coefficient of a coded sub-block
-          break;
-        }
-        const int xp = pos_scan[static_cast<size_t>(n)].x;
-        const int yp = pos_scan[static_cast<size_t>(n)].y;
-        const int xc = (xs << 2) + xp;
-        const int yc = (ys << 2) + yp;
-        // sig_coeff_flag ctxInc (9.3.4.2.5).
-        int sig_ctx = 0;
-        if (log2_size == 2) {
-          const int k = (yc << 2) + xc;
-          if (k >= cabac_tables::kCtxIdxMapSigCoeff4x4Size) fail(ErrorKind::InvalidValue, "ctxIdxMap index");
-          sig_ctx = cabac_tables::kCtxIdxMapSigCoeff4x4[k];
-        } else if (xc + yc == 0) {
-          sig_ctx = 0;
-        } else {
-          if (prev_csbf == 0) {
-            sig_ctx = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
-          } else if (prev_csbf == 1) {
-            sig_ctx = yp == 0 ? 2 : yp == 1 ? 1 : 0;
-          } else if (prev_csbf == 2) {
-            sig_ctx = xp == 0 ? 2 : xp == 1 ? 1 : 0;
-          } else {
-            sig_ctx = 2;
-          }
-          if (!chroma) {
-            if (xs > 0 || ys > 0) sig_ctx += 3;
-            sig_ctx += log2_size == 3 ? (scan == 0 ? 9 : 15) : 21;
-          } else {
-            sig_ctx += log2_size == 3 ? 9 : 12;
-          }
-        }
-        if (bin(base_sig + sig_ctx)) {
-          sig |= 1u << n;
-          infer_sb_dc = false;
-        }
+  CabacDecoder dec = dec_;
+  try {
+    const bool chroma = c_idx > 0;
+    ContextModel* const models = ctx_.data();
+    if (pps_.transform_skip_enabled_flag && !cu.transquant_bypass && log2_size <= log2_max_transform_skip_size_) {
+      if (dec.decode_decision(models[ctx::TRANSFORM_SKIP_FLAG + (chroma ? 1 : 0)])) {
+        ++pic_.counts.transform_skip_blocks;
       }
     }
-    if (sig == 0) continue;
-    // coeff_abs_level_greater1_flag: ctxSet (0 for sub-block 0 and chroma, else 2; +1 when the previous
-    // sub-block's last greater1Ctx was 0) and greater1Ctx (9.3.4.2.6).
-    int ctx_set = (i == 0 || chroma) ? 0 : 2;
-    if (greater1_ctx == 0) ++ctx_set;
-    greater1_ctx = 1;
-    uint32_t greater1 = 0;
-    int num_greater1 = 0;
-    int first_sig = 16;
-    int last_sig = -1;
-    int last_greater1_pos = -1;
-    for (int n = 15; n >= 0; --n) {
-      if (!(sig & (1u << n))) continue;
-      if (num_greater1 < 8) {
-        const int flag = bin(base_g1 + ctx_set * 4 + greater1_ctx);
-        ++num_greater1;
-        if (flag) {
+    // last_sig_coeff_x_prefix / last_sig_coeff_y_prefix: TR cMax (log2TrafoSize << 1) - 1, ctxInc
+    // (binIdx >> ctxShift) + ctxOffset (9.3.4.2.3).
+    const int c_max = (log2_size << 1) - 1;
+    const int ctx_offset = chroma ? 15 : 3 * (log2_size - 2) + ((log2_size - 1) >> 2);
+    const int ctx_shift = chroma ? log2_size - 2 : (log2_size + 1) >> 2;
+    ContextModel* const last_x_models = models + ctx::LAST_SIG_COEFF_X_PREFIX + ctx_offset;
+    ContextModel* const last_y_models = models + ctx::LAST_SIG_COEFF_Y_PREFIX + ctx_offset;
+    int prefix_x = 0;
+    while (prefix_x < c_max && dec.decode_decision(last_x_models[prefix_x >> ctx_shift])) ++prefix_x;
+    int prefix_y = 0;
+    while (prefix_y < c_max && dec.decode_decision(last_y_models[prefix_y >> ctx_shift])) ++prefix_y;
+    int last_x = prefix_x;
+    int last_y = prefix_y;
+    if (prefix_x > 3) {
+      const int n = (prefix_x >> 1) - 1;
+      last_x = (1 << n) * (2 + (prefix_x & 1)) + static_cast<int>(dec.decode_bypass_bits(n));
+    }
+    if (prefix_y > 3) {
+      const int n = (prefix_y >> 1) - 1;
+      last_y = (1 << n) * (2 + (prefix_y & 1)) + static_cast<int>(dec.decode_bypass_bits(n));
+    }
+    if (scan == 2) std::swap(last_x, last_y);
+    const int size = 1 << log2_size;
+    if (last_x >= size || last_y >= size) fail(ErrorKind::InvalidValue, "last significant coefficient outside block");
+
+    // Position of the last significant coefficient in the scan: sub-block lastSubBlock, position lastScanPos.
+    const int log2_sb = log2_size - 2;
+    const auto s = static_cast<size_t>(scan);
+    const auto& sb_scan = scans_.order[static_cast<size_t>(log2_sb)][s];
+    const auto sb_index = static_cast<size_t>(((last_y >> 2) << log2_sb) + (last_x >> 2));
+    const int last_sub_block = scans_.position[static_cast<size_t>(log2_sb)][s][sb_index];
+    const int last_scan_pos = scans_.position[2][s][static_cast<size_t>(((last_y & 3) << 2) + (last_x & 3))];
+
+    // coded_sub_block_flag of the sub-blocks so far, one row of bits per sub-block row (bit xS); the extra row and
+    // column stay 0, so the right and below neighbours need no bounds test.
+    uint16_t coded_rows[9] = {};
+    ContextModel* const csbf_models = models + ctx::CODED_SUB_BLOCK_FLAG + (chroma ? 2 : 0);
+    ContextModel* const sig_models = models + ctx::SIG_COEFF_FLAG + (chroma ? 27 : 0);
+    ContextModel* const g1_models = models + ctx::COEFF_ABS_LEVEL_GREATER1_FLAG + (chroma ? 16 : 0);
+    ContextModel* const g2_models = models + ctx::COEFF_ABS_LEVEL_GREATER2_FLAG + (chroma ? 4 : 0);
+    // The sigCtx offset of 9.3.4.2.5 for 8x8 .. 32x32 blocks, without the 3 that luma adds outside sub-block 0.
+    const int luma_offset = log2_size == 3 ? (scan == 0 ? 9 : 15) : 21;
+    const int sig_offset = chroma ? (log2_size == 3 ? 9 : 12) : luma_offset;
+    const bool sign_hiding = pps_.sign_data_hiding_enabled_flag && !cu.transquant_bypass;
+    int greater1_ctx = 1;  // greater1Ctx carried from the previous sub-block with greater1 flags (9.3.4.2.6)
+    for (int i = last_sub_block; i >= 0; --i) {
+      const int xs = sb_scan[static_cast<size_t>(i)].x;
+      const int ys = sb_scan[static_cast<size_t>(i)].y;
+      const int right = (coded_rows[ys] >> (xs + 1)) & 1;
+      const int below = (coded_rows[ys + 1] >> xs) & 1;
+      bool infer_sb_dc = false;
+      int coded = 1;
+      if (i < last_sub_block && i > 0) {
+        // coded_sub_block_flag, ctxInc Min(csbfCtx, 1) (+2 for chroma) (9.3.4.2.4).
+        coded = dec.decode_decision(csbf_models[right | below]);
+        infer_sb_dc = true;
+      }
+      coded_rows[ys] = static_cast<uint16_t>(coded_rows[ys] | (coded << xs));
+      uint32_t sig = 0;  // bit n: sig_coeff_flag at scan position n of the sub-block
+      int start = 15;
+      if (i == last_sub_block) {
+        sig = 1u << last_scan_pos;
+        start = last_scan_pos - 1;
+      }
+      if (coded && start >= 0) {
+        // sig_coeff_flag ctxInc (9.3.4.2.5): from the tables; position 0 of sub-block 0 (xC + yC == 0) has sigCtx 0.
+        const uint8_t* inc = scans_.sig_ctx_4x4[s].data();
+        ContextModel* sub_models = sig_models;
+        if (log2_size > 2) {
+          inc = scans_.sig_ctx_pattern[s][static_cast<size_t>(right | (below << 1))].data();
+          sub_models = sig_models + sig_offset + (!chroma && i > 0 ? 3 : 0);
+        }
+        for (int n = start; n > 0; --n) {
+          if (dec.decode_decision(sub_models[inc[n]])) {
+            sig |= 1u << n;
+            infer_sb_dc = false;
+          }
+        }
+        if (infer_sb_dc) {
+          sig |= 1u;  // inferred 1: the only possible significant coefficient of a coded sub-block
+        } else if (dec.decode_decision(i == 0 ? sig_models[0] : sub_models[inc[0]])) {
+          sig |= 1u;
+        }
+      }
+      if (sig == 0) continue;
+      // coeff_abs_level_greater1_flag for the first eight significant coefficients: ctxSet (0 for sub-block 0 and
+      // chroma, else 2; +1 when the previous sub-block's last greater1Ctx was 0) and greater1Ctx (9.3.4.2.6).
+      int ctx_set = (i == 0 || chroma) ? 0 : 2;
+      if (greater1_ctx == 0) ++ctx_set;
+      greater1_ctx = 1;
+      ContextModel* const g1 = g1_models + 4 * ctx_set;
+      uint32_t greater1 = 0;
+      int last_greater1_pos = -1;
+      int flags = 0;
+      for (uint32_t left = sig; left != 0 && flags < 8; ++flags) {
+        const int n = highest_bit(left);
+        left &= ~(1u << n);
+        if (dec.decode_decision(g1[greater1_ctx])) {
           greater1 |= 1u << n;
           if (last_greater1_pos == -1) last_greater1_pos = n;
           greater1_ctx = 0;
@@ -1071,34 +1089,35 @@ void SliceParser::residual_coding(const CodingUnit& cu, int x0, int y0, int log2
           ++greater1_ctx;
         }
       }
-      if (last_sig == -1) last_sig = n;
-      first_sig = n;
-    }
-    const bool sign_hidden = !cu.transquant_bypass && last_sig - first_sig > 3;
-    int greater2 = 0;
-    if (last_greater1_pos != -1) greater2 = bin(base_g2 + ctx_set);  // coeff_abs_level_greater2_flag (9.3.4.2.7)
-    int num_sig = 0;
-    for (uint32_t s = sig; s != 0; s &= s - 1) ++num_sig;
-    const int signs = num_sig - (pps_.sign_data_hiding_enabled_flag && sign_hidden ? 1 : 0);
-    dec_.decode_bypass_bits(signs);  // coeff_sign_flag
-    int rice = 0;
-    int counted = 0;
-    for (int n = 15; n >= 0; --n) {
-      if (!(sig & (1u << n))) continue;
-      const int g1 = (greater1 >> n) & 1;
-      const int base_level = 1 + g1 + (n == last_greater1_pos ? greater2 : 0);
-      const int threshold = counted < 8 ? (n == last_greater1_pos ? 3 : 2) : 1;
-      if (base_level == threshold) {
-        const uint32_t remaining = coeff_abs_level_remaining(rice);
-        const uint64_t level = static_cast<uint64_t>(base_level) + remaining;
-        if (level > static_cast<uint64_t>(kMaxCoeffAbsLevel)) {
+      const int last_sig = highest_bit(sig);
+      const int first_sig = __builtin_ctz(sig);
+      int greater2 = 0;
+      if (last_greater1_pos != -1) greater2 = dec.decode_decision(g2_models[ctx_set]);  // 9.3.4.2.7
+      const int num_sig = bit_count16(sig);
+      dec.decode_bypass_bits(num_sig - (sign_hiding && last_sig - first_sig > 3 ? 1 : 0));  // coeff_sign_flag
+      // coeff_abs_level_remaining where baseLevel reaches its threshold: greater1 flag 1 (greater2 flag 1 for the
+      // first such coefficient) among the first eight, every coefficient after them.
+      int rice = 0;
+      int counted = 0;
+      for (uint32_t left = sig; left != 0; ++counted) {
+        const int n = highest_bit(left);
+        left &= ~(1u << n);
+        const int g1_flag = (greater1 >> n) & 1;
+        const int base_level = 1 + g1_flag + (n == last_greater1_pos ? greater2 : 0);
+        const int threshold = counted < 8 ? (n == last_greater1_pos ? 3 : 2) : 1;
+        if (base_level != threshold) continue;
+        const uint32_t level = static_cast<uint32_t>(base_level) + coeff_abs_level_remaining(dec, rice);
+        if (level > static_cast<uint32_t>(kMaxCoeffAbsLevel)) {
           fail(ErrorKind::InvalidValue, "coefficient level above the 16-bit range");
         }
-        if (level > static_cast<uint64_t>(3) * (uint64_t{1} << rice)) rice = std::min(rice + 1, 4);
+        if (level > (3u << rice)) rice = std::min(rice + 1, 4);
       }
-      ++counted;
     }
+  } catch (...) {
+    dec_ = dec;
+    throw;
   }
+  dec_ = dec;
 }
 
 }  // namespace
