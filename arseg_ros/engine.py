@@ -38,6 +38,7 @@ from .codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
 from .codec.packets import CODECS, Packet
 from .model import ARSeg
 from .model.base import normalize
+from .model.inference import inference_copy
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 class StreamSegmenter:
-    """One camera stream: ``process(packet)`` returns the results of the pictures that became ready."""
+    """One camera stream: ``process(packet)`` returns the results of the pictures that became ready.
+
+    The networks run on an inference copy of ``model`` (BatchNorm folded, channels-last; ``model.inference``),
+    under ``torch.inference_mode``; on CPU the non-keyframe CReFF is one fused pass (``model.creff_cpu``).
+    """
 
     def __init__(self, model: ARSeg, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self.device = resolve_device(self.config.device)
-        self.model = model.eval().to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = inference_copy(model, self.device)
         self.lr_scale = self.config.lr_scale or model.lr_scale
         self.stats: Counter[str] = Counter()
         self._session: DecoderSession | None = None
@@ -315,7 +318,7 @@ class StreamSegmenter:
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         x = normalize(torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float().div_(255.0))
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last)
 
     def _run(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         autocast = torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
@@ -369,7 +372,10 @@ class StreamSegmenter:
             logits = self._run(lambda: self.model.forward_constant(frame, self.lr_scale))
         else:
             displacement = torch.from_numpy(acc.to_pixels()).to(self.device)[None]
-            frame_lr = self.model.downscale(frame, self.lr_scale)
-            logits = self._run(lambda: self.model.forward_nonkey(frame_lr, self._key_feature, displacement))
+            logits = self._run(
+                lambda: self.model.forward_nonkey(
+                    self.model.downscale(frame, self.lr_scale), self._key_feature, displacement
+                )
+            )
         labels = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         return labels, 1e3 * (time.perf_counter() - start)

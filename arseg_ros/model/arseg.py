@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SegmentationNetwork, check_frame, resize
-from .creff import CReFF, warp
+from .creff import CReFF
 
 
 class SharedClassifier(nn.Module):
@@ -97,8 +97,7 @@ class ARSeg(nn.Module):
         ``(N, C, h, w)``. ``displacement``: ``(N, 2, H, W)`` at the full frame size, in pixels, from each
         pixel of this frame to its position in the keyframe.
         """
-        lr_feature = self.lr.features(frame_lr)
-        return self.creff(lr_feature, warp(key_feature, displacement))
+        return self.creff.warp_and_fuse(self.lr.features(frame_lr), key_feature, displacement)
 
     def forward_nonkey(self, frame_lr: Tensor, key_feature: Tensor, displacement: Tensor) -> Tensor:
         """Non-keyframe -> logits ``(N, K, H, W)`` at the displacement's (full-frame) size."""

@@ -189,6 +189,19 @@ class CReFF(nn.Module):
         nn.init.zeros_(conv.bias)
         return conv
 
+    def warp_and_fuse(self, lr_feature: Tensor, key_feature: Tensor, displacement: Tensor) -> Tensor:
+        """``self(lr_feature, warp(key_feature, displacement))``: ``lr_feature (N, C, h, w)``, the keyframe
+        feature ``(N, C, H', W')`` and the displacement ``(N, 2, H, W)`` in input pixels -> ``(N, C, H', W')``.
+
+        Without autograd, on float32 CPU tensors, one fused C++ pass computes it (``creff_cpu.py``; the result
+        is then channels-last); otherwise the warp and this module run as separate differentiable operations.
+        """
+        from .creff_cpu import fused_creff_applies, fused_creff_cpu
+
+        if fused_creff_applies(self, lr_feature, key_feature, displacement):
+            return fused_creff_cpu(self, lr_feature, key_feature, displacement)
+        return self(lr_feature, warp(key_feature, displacement))
+
     def forward(self, lr_feature: Tensor, warped_key_feature: Tensor) -> Tensor:
         for name, t in (("LR feature", lr_feature), ("warped keyframe feature", warped_key_feature)):
             if t.ndim != 4 or t.shape[1] != self.channels or t.shape[0] != lr_feature.shape[0]:

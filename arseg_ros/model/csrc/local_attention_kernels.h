@@ -538,3 +538,230 @@ void backward(const T* q, const T* k, const T* v, const T* attn, const T* grad_o
               T* grad_q, T* grad_k, T* grad_v, Index threads) {
   backward_impl(q, k, v, attn, grad_out, tiled<T>(g), scale, grad_q, grad_k, grad_v, threads);
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// Fused CReFF inference (forward only): bilinear upsampling of the LR feature (align_corners=True), backward warp
+// of the keyframe feature (bilinear, zero outside), the three depthwise 3x3 convolutions (zero padding, bias), the
+// local attention and the residual, in one pass. Nothing of the image size is materialised but the output: the
+// image is cut into vertical strips of whole tiles and each work item walks one strip of one band of rows top to
+// bottom, keeping the rows it needs in small per-thread rings (strip-wide, channels-first per row) that stay in
+// the core's cache. Rows and columns outside the image are zero in every ring, as the convolutions' padding and
+// the attention's out-of-image neighbours require.
+
+// A strip-wide row buffer holding `slots` rows of `depth` channels x `span` columns (column j is image column
+// origin + j), indexed by image row modulo `slots`.
+template <typename T>
+class StripRing {
+ public:
+  StripRing(Index slots, Index depth, Index span)
+      : slots_(slots), depth_(depth), span_(span), data_(static_cast<size_t>(slots * depth * span), T(0)) {}
+  T* row(Index image_row) { return data_.data() + (image_row % slots_) * depth_ * span_; }
+  Index span() const { return span_; }
+
+ private:
+  Index slots_, depth_, span_;
+  std::vector<T> data_;
+};
+
+// Upsampled LR row `y` of image b over image columns origin .. origin + span - 1 (0 outside the image), written
+// channels-first into dst (C x span). lr: (N, h, w, C).
+template <typename T>
+void upsampled_row(const T* lr, const CreffPlan<T>& p, Index b, Index y, Index origin, Index span, T* dst) {
+  const Index c = p.g.c;
+  std::fill(dst, dst + c * span, T(0));
+  const size_t ys = static_cast<size_t>(y);
+  const T l1 = p.ly[ys], l0 = T(1) - l1;
+  const T* r0 = lr + (b * p.lr_h + p.y0[ys]) * p.lr_w * c;
+  const T* r1 = lr + (b * p.lr_h + p.y1[ys]) * p.lr_w * c;
+  const Index j0 = std::max<Index>(0, -origin), j1 = std::min<Index>(span, p.g.w - origin);
+  for (Index j = j0; j < j1; ++j) {
+    const size_t xs = static_cast<size_t>(origin + j);
+    const T m1 = p.lx[xs], m0 = T(1) - m1;
+    const T* a = r0 + p.x0[xs] * c;
+    const T* bb = r0 + p.x1[xs] * c;
+    const T* cc = r1 + p.x0[xs] * c;
+    const T* d = r1 + p.x1[xs] * c;
+    for (Index ch = 0; ch < c; ++ch) dst[ch * span + j] = l0 * (m0 * a[ch] + m1 * bb[ch]) + l1 * (m0 * cc[ch] + m1 * d[ch]);
+  }
+}
+
+// Keyframe feature row `y` of image b warped by the displacement (in cells), over image columns origin ..
+// origin + span - 1 (0 outside the image), written channels-first into dst (C x span). key: (N, H, W, C);
+// disp: (N, 2, H, W). Each output samples the keyframe bilinearly at (x + dx, y + dy); corners outside the grid
+// count as 0, as grid_sample's zero padding does, and so does a non-finite sampling position.
+template <typename T>
+void warped_row(const T* key, const T* disp, const CreffPlan<T>& p, Index b, Index y, Index origin, Index span,
+                T* dst, T* pixel) {
+  const Geometry& g = p.g;
+  const Index c = g.c;
+  std::fill(dst, dst + c * span, T(0));
+  const Index j0 = std::max<Index>(0, -origin), j1 = std::min<Index>(span, g.w - origin);
+  const T* dxs = disp + ((b * 2) * g.h + y) * g.w;
+  const T* dys = disp + ((b * 2 + 1) * g.h + y) * g.w;
+  const T* image = key + b * g.h * g.w * c;
+  for (Index j = j0; j < j1; ++j) {
+    const Index x = origin + j;
+    const T sx = static_cast<T>(x) + dxs[x];
+    const T sy = static_cast<T>(y) + dys[x];
+    // Outside [-1, size] no corner is inside (this also rejects NaN, for which every comparison is false).
+    if (!(sx > T(-1) && sx < static_cast<T>(g.w) && sy > T(-1) && sy < static_cast<T>(g.h))) continue;
+    const T fx = std::floor(sx), fy = std::floor(sy);
+    const Index ix = static_cast<Index>(fx), iy = static_cast<Index>(fy);
+    const T wx1 = sx - fx, wy1 = sy - fy, wx0 = T(1) - wx1, wy0 = T(1) - wy1;
+    std::fill(pixel, pixel + c, T(0));
+    const T weights[4] = {wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1};
+    for (int corner = 0; corner < 4; ++corner) {
+      const Index cx = ix + (corner & 1), cy = iy + (corner >> 1);
+      if (cx < 0 || cx >= g.w || cy < 0 || cy >= g.h) continue;
+      const T wgt = weights[corner];
+      const T* s = image + (cy * g.w + cx) * c;
+      for (Index ch = 0; ch < c; ++ch) pixel[ch] += wgt * s[ch];
+    }
+    for (Index ch = 0; ch < c; ++ch) dst[ch * span + j] = pixel[ch];
+  }
+}
+
+// Depthwise 3x3 convolution with bias of three channels-first source rows (nullptr: a row outside the image,
+// all zeros), each C x in_span, into dst (C x out_span): dst[ch][j] = bias[ch] + sum w[ch][dy][dx] *
+// src[dy][ch][j + dx]. in_span >= out_span + 2.
+template <typename T>
+void depthwise_row(const T* const src[3], Index in_span, const T* w, const T* bias, Index c, Index out_span, T* dst) {
+  for (Index ch = 0; ch < c; ++ch) {
+    T* __restrict o = dst + ch * out_span;
+    const T bch = bias[ch];
+    for (Index j = 0; j < out_span; ++j) o[j] = bch;
+    for (int dy = 0; dy < 3; ++dy) {
+      if (src[dy] == nullptr) continue;
+      const T* __restrict s = src[dy] + ch * in_span;
+      const T w0 = w[ch * 9 + dy * 3], w1 = w[ch * 9 + dy * 3 + 1], w2 = w[ch * 9 + dy * 3 + 2];
+      for (Index j = 0; j < out_span; ++j) o[j] += w0 * s[j] + w1 * s[j + 1] + w2 * s[j + 2];
+    }
+  }
+}
+
+// Zeroes the columns of a channels-first row (C x span, column j = image column origin + j) outside [0, w).
+template <typename T>
+void zero_outside(T* row, Index c, Index span, Index origin, Index w) {
+  const Index j0 = std::clamp<Index>(-origin, 0, span), j1 = std::clamp<Index>(w - origin, j0, span);
+  for (Index ch = 0; ch < c; ++ch) {
+    std::fill(row + ch * span, row + ch * span + j0, T(0));
+    std::fill(row + ch * span + j1, row + (ch + 1) * span, T(0));
+  }
+}
+
+// One strip (image columns xs .. xs + strip - 1) of rows [ya, yb) of image b. Ring spans: K and V start at xs - r
+// and cover the tiles' windows; warped rows one more column on each side; upsampled rows start at xs - 1.
+template <typename T>
+struct CreffWorker {
+  StripRing<T> up, warped, k, v;
+  std::vector<T> q, pixel;
+  VectorArray<T> tile, logits, attn, out;
+  std::vector<const T*> k_rows, v_rows;
+
+  explicit CreffWorker(const CreffPlan<T>& p)
+      : up(3, p.g.c, p.strip + 2),
+        warped(3, p.g.c, p.strip + 2 * p.g.r + 2),
+        k(p.g.window, p.g.c, p.strip + 2 * p.g.r),
+        v(p.g.window, p.g.c, p.strip + 2 * p.g.r),
+        q(static_cast<size_t>(p.g.c * p.strip)),
+        pixel(static_cast<size_t>(p.g.c)),
+        tile(p.g.c),
+        logits(p.g.ww),
+        attn(p.g.ww),
+        out(p.g.c),
+        k_rows(static_cast<size_t>(p.g.window)),
+        v_rows(static_cast<size_t>(p.g.window)) {}
+
+  void run(const T* lr, const T* key, const T* disp, const CreffPlan<T>& p, T scale, Index b, Index xs, Index ya,
+           Index yb, T* dst) {
+    const Geometry& g = p.g;
+    const Index c = g.c, r = g.r;
+    const Index kv_origin = xs - r, warp_origin = xs - r - 1, up_origin = xs - 1;
+    Index next_kv = std::max<Index>(0, ya - r);
+    Index next_warp = std::max<Index>(0, next_kv - 1);
+    Index next_up = std::max<Index>(0, ya - 1);
+    for (Index y = ya; y < yb; ++y) {
+      // K and V rows up to y + r, each from warped rows one above to one below.
+      for (const Index last = std::min(g.h - 1, y + r); next_kv <= last; ++next_kv) {
+        for (const Index need = std::min(g.h - 1, next_kv + 1); next_warp <= need; ++next_warp) {
+          warped_row(key, disp, p, b, next_warp, warp_origin, warped.span(), warped.row(next_warp), pixel.data());
+        }
+        const T* rows[3];
+        for (int dy = 0; dy < 3; ++dy) {
+          const Index src = next_kv + dy - 1;
+          rows[dy] = src >= 0 && src < g.h ? warped.row(src) : nullptr;
+        }
+        depthwise_row(rows, warped.span(), p.wk, p.bk, c, k.span(), k.row(next_kv));
+        depthwise_row(rows, warped.span(), p.wv, p.bv, c, v.span(), v.row(next_kv));
+        zero_outside(k.row(next_kv), c, k.span(), kv_origin, g.w);
+        zero_outside(v.row(next_kv), c, v.span(), kv_origin, g.w);
+      }
+      // Upsampled rows up to y + 1, then Q of row y.
+      for (const Index last = std::min(g.h - 1, y + 1); next_up <= last; ++next_up) {
+        upsampled_row(lr, p, b, next_up, up_origin, up.span(), up.row(next_up));
+      }
+      const T* rows[3];
+      for (int dy = 0; dy < 3; ++dy) {
+        const Index src = y + dy - 1;
+        rows[dy] = src >= 0 && src < g.h ? up.row(src) : nullptr;
+      }
+      depthwise_row(rows, up.span(), p.wq, p.bq, c, p.strip, q.data());
+      // Attention over the tiles of the strip, plus the upsampled LR feature (column xs + j is up column j + 1).
+      const Index top = y - r;
+      const int dy0 = static_cast<int>(std::max<Index>(0, -top));
+      const int dy1 = static_cast<int>(std::min<Index>(g.window, g.h - top));
+      const T* up_row = up.row(y);
+      for (Index t = 0; t * kLanes<T> < p.strip && xs + t * kLanes<T> < g.w; ++t) {
+        const Index col = t * kLanes<T>;
+        for (int dy = dy0; dy < dy1; ++dy) {
+          k_rows[static_cast<size_t>(dy)] = k.row(top + dy) + col;
+          v_rows[static_cast<size_t>(dy)] = v.row(top + dy) + col;
+        }
+        const Window<T> kw{nullptr, 0, k.span(), dy0, dy1, k_rows.data()};
+        const Window<T> vw{nullptr, 0, v.span(), dy0, dy1, v_rows.data()};
+        for (Index ch = 0; ch < c; ++ch) tile[ch] = load(q.data() + ch * p.strip + col);
+        window_dots(tile.data(), kw, g, logits.data());
+        if (scale != T(1)) {
+          for (Index o = 0; o < g.ww; ++o) logits[o] *= scale;
+        }
+        softmax<T>(logits.data(), g.ww, attn.data());
+        const Vec<T>* a = attn.data();
+        weighted_sum([&](int wy, int wx) { return a[wy * g.window + wx]; }, vw, g, out.data());
+        const Index valid = std::min<Index>(kLanes<T>, g.w - xs - col);
+        T* o = dst + ((b * g.h + y) * g.w + xs + col) * c;
+        for (Index i = 0; i < valid; ++i) {
+          for (Index ch = 0; ch < c; ++ch) o[i * c + ch] = up_row[ch * up.span() + col + i + 1] + out[ch][i];
+        }
+      }
+    }
+  }
+};
+
+// Runs the fused CReFF over every (image, strip, band) work item; out: (N, H, W, C).
+template <typename T>
+void creff_forward(const T* lr, const T* key, const T* disp, CreffPlan<T> p, T scale, T* dst, Index threads) {
+  const Geometry& g = p.g;
+  // Strip width: whole tiles, so that the rings of one worker (about 21 rows of C x strip) stay near 512 KiB.
+  const Index budget = (Index{512} * 1024) / static_cast<Index>(sizeof(T)) / std::max<Index>(1, 21 * g.c);
+  const Index max_strip = ((g.w + kLanes<T> - 1) / kLanes<T>) * kLanes<T>;
+  p.strip = std::clamp<Index>((budget / kLanes<T>) * kLanes<T>, kLanes<T>, max_strip);
+  p.strips = (g.w + p.strip - 1) / p.strip;
+  // Bands of rows: enough work items for every thread, at least 16 rows each (bands recompute 2r + 2 halo rows).
+  const Index want = std::max<Index>(1, (4 * threads + g.n * p.strips - 1) / (g.n * p.strips));
+  p.bands = std::clamp<Index>(std::min(want, g.h / 16), 1, std::max<Index>(1, g.h));
+  const Index items = g.n * p.strips * p.bands;
+  const Index workers = std::max<Index>(1, std::min(threads, items));
+  std::vector<CreffWorker<T>> state;
+  state.reserve(static_cast<size_t>(workers));
+  for (Index i = 0; i < workers; ++i) state.emplace_back(p);
+  parallel_for(items, workers, [&](Index worker, Index begin, Index end) {
+    CreffWorker<T>& s = state[static_cast<size_t>(worker)];
+    for (Index item = begin; item < end; ++item) {
+      const Index b = item / (p.strips * p.bands);
+      const Index strip = (item / p.bands) % p.strips;
+      const Index band = item % p.bands;
+      const Index ya = g.h * band / p.bands, yb = g.h * (band + 1) / p.bands;
+      s.run(lr, key, disp, p, scale, b, strip * p.strip, ya, yb, dst);
+    }
+  });
+}
