@@ -20,7 +20,7 @@ from arseg_ros.evaluate import main as eval_main
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model, save_checkpoint
 from arseg_ros.model.base import normalize
-from arseg_ros.prepare import PrepareConfig, main, prepare_split
+from arseg_ros.prepare import PrepareConfig, load_config, main, prepare_split
 from arseg_ros.train import Trainer, load_recipe
 
 H, W = 64, 96
@@ -260,3 +260,13 @@ def test_bad_input_names_the_problem(data, tmp_path, capsys):
     assert "prepared with other settings (encoder differ)" in changed
     with pytest.raises(PreparedDataError, match="no clip with gap 3"):
         PreparedClips(Path(out) / "train", gap=3)
+
+
+def test_shipped_prepare_configs_hold_the_paper_settings():
+    root = Path(__file__).resolve().parents[1] / "config" / "prepare"
+    assert sorted(p.name for p in root.glob("*.yaml")) == ["camvid_paper.yaml", "cityscapes_paper.yaml"]
+    camvid = PrepareConfig(**load_config(root / "camvid_paper.yaml"))
+    cityscapes = PrepareConfig(**load_config(root / "cityscapes_paper.yaml"))
+    for c in (camvid, cityscapes):
+        assert (c.keyint, c.bframes, c.preset, c.x265_params, c.gap) == (12, 0, "medium", "rect=1:amp=1", [11])
+    assert (camvid.bitrate, camvid.fps, cityscapes.bitrate, cityscapes.fps) == (3000, 30, 5000, 17)
