@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -85,16 +87,26 @@ py::dict header_to_dict(const SliceHeader& h) {
   return d;
 }
 
-// Per-4x4-block motion arrays of a picture (copies), C order: pred_flag (2, Hb, Wb) uint8, mv (2, Hb, Wb, 2) int16,
-// ref_idx (2, Hb, Wb) int8, ref_poc (2, Hb, Wb) int32 (INT32_MIN where unused), ref_long_term (2, Hb, Wb) uint8.
-py::dict motion_to_dict(const DenseMotion& m) {
+// A numpy array of `shape` (C order) over the vector's data, which it takes over: no copy.
+template <typename T>
+py::array_t<T> adopt(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+  auto owner = std::make_unique<std::vector<T>>(std::move(values));
+  T* data = owner->data();
+  py::capsule base(owner.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  owner.release();
+  return py::array_t<T>(std::move(shape), data, base);
+}
+
+// Per-4x4-block motion arrays of a picture, C order: pred_flag (2, Hb, Wb) uint8, mv (2, Hb, Wb, 2) int16, ref_idx
+// (2, Hb, Wb) int8, ref_poc (2, Hb, Wb) int32 (INT32_MIN where unused), ref_long_term (2, Hb, Wb) uint8.
+py::dict motion_to_dict(DenseMotion&& m) {
   const py::ssize_t hb = m.blocks_h, wb = m.blocks_w;
   py::dict d;
-  d["pred_flag"] = py::array_t<uint8_t>({py::ssize_t{2}, hb, wb}, m.pred_flag.data());
-  d["mv"] = py::array_t<int16_t>({py::ssize_t{2}, hb, wb, py::ssize_t{2}}, m.mv.data());
-  d["ref_idx"] = py::array_t<int8_t>({py::ssize_t{2}, hb, wb}, m.ref_idx.data());
-  d["ref_poc"] = py::array_t<int32_t>({py::ssize_t{2}, hb, wb}, m.ref_poc.data());
-  d["ref_long_term"] = py::array_t<uint8_t>({py::ssize_t{2}, hb, wb}, m.ref_long_term.data());
+  d["pred_flag"] = adopt(std::move(m.pred_flag), {2, hb, wb});
+  d["mv"] = adopt(std::move(m.mv), {2, hb, wb, 2});
+  d["ref_idx"] = adopt(std::move(m.ref_idx), {2, hb, wb});
+  d["ref_poc"] = adopt(std::move(m.ref_poc), {2, hb, wb});
+  d["ref_long_term"] = adopt(std::move(m.ref_long_term), {2, hb, wb});
   return d;
 }
 
@@ -107,6 +119,10 @@ struct DenseCoding {
 };
 
 DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h) {
+  static_assert(sizeof(PredMode) == 1, "PredMode is stored as one byte per block");
+  if (blocks_w > c.grid_width || blocks_h > c.grid_height) {
+    throw ParseError(ErrorKind::InvalidValue, "coding export: block grid larger than the picture state");
+  }
   DenseCoding d;
   d.blocks_w = blocks_w;
   d.blocks_h = blocks_h;
@@ -114,24 +130,23 @@ DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h
   d.log2_cb_size.resize(n);
   d.pred_mode.resize(n);
   d.part_mode.resize(n);
+  const auto w = static_cast<size_t>(blocks_w);
   for (int by = 0; by < blocks_h; ++by) {
-    for (int bx = 0; bx < blocks_w; ++bx) {
-      const size_t src = c.grid_index(4 * bx, 4 * by);
-      const size_t dst = static_cast<size_t>(by) * static_cast<size_t>(blocks_w) + static_cast<size_t>(bx);
-      d.log2_cb_size[dst] = c.log2_cb_size.at(src);
-      d.pred_mode[dst] = static_cast<uint8_t>(c.pred_mode.at(src));
-      d.part_mode[dst] = c.part_mode.at(src);
-    }
+    const size_t src = c.grid_index(0, 4 * by);
+    const size_t dst = static_cast<size_t>(by) * w;
+    std::copy_n(c.log2_cb_size.begin() + static_cast<std::ptrdiff_t>(src), w, d.log2_cb_size.begin() + dst);
+    std::copy_n(reinterpret_cast<const uint8_t*>(c.pred_mode.data()) + src, w, d.pred_mode.data() + dst);
+    std::copy_n(c.part_mode.begin() + static_cast<std::ptrdiff_t>(src), w, d.part_mode.begin() + dst);
   }
   return d;
 }
 
-py::dict coding_to_dict(const DenseCoding& c) {
+py::dict coding_to_dict(DenseCoding&& c) {
   const py::ssize_t hb = c.blocks_h, wb = c.blocks_w;
   py::dict d;
-  d["log2_cb_size"] = py::array_t<uint8_t>({hb, wb}, c.log2_cb_size.data());
-  d["pred_mode"] = py::array_t<uint8_t>({hb, wb}, c.pred_mode.data());
-  d["part_mode"] = py::array_t<uint8_t>({hb, wb}, c.part_mode.data());
+  d["log2_cb_size"] = adopt(std::move(c.log2_cb_size), {hb, wb});
+  d["pred_mode"] = adopt(std::move(c.pred_mode), {hb, wb});
+  d["part_mode"] = adopt(std::move(c.part_mode), {hb, wb});
   return d;
 }
 
@@ -141,7 +156,7 @@ struct PictureSyntax {
   DenseCoding coding;
 };
 
-py::dict picture_to_dict(const PictureRecord& p, const std::optional<PictureSyntax>& syntax) {
+py::dict picture_to_dict(const PictureRecord& p, std::optional<PictureSyntax>&& syntax) {
   py::dict d;
   d["decode_index"] = p.decode_index;
   d["poc"] = p.poc;
@@ -185,8 +200,8 @@ py::dict picture_to_dict(const PictureRecord& p, const std::optional<PictureSynt
     slices.append(sd);
   }
   d["slices"] = slices;
-  d["motion"] = syntax ? py::object(motion_to_dict(syntax->motion)) : py::object(py::none());
-  d["coding"] = syntax ? py::object(coding_to_dict(syntax->coding)) : py::object(py::none());
+  d["motion"] = syntax ? py::object(motion_to_dict(std::move(syntax->motion))) : py::object(py::none());
+  d["coding"] = syntax ? py::object(coding_to_dict(std::move(syntax->coding))) : py::object(py::none());
   return d;
 }
 
@@ -199,7 +214,9 @@ struct Completed {
 
 py::list pictures_to_list(Completed&& done) {
   py::list out;
-  for (size_t i = 0; i < done.pictures.size(); ++i) out.append(picture_to_dict(done.pictures[i], done.motion[i]));
+  for (size_t i = 0; i < done.pictures.size(); ++i) {
+    out.append(picture_to_dict(done.pictures[i], std::move(done.motion[i])));
+  }
   return out;
 }
 
@@ -299,7 +316,12 @@ class PyParser {
     }
     if (!coding_ || coding_dpb_id_ != c.picture->id) {
       finish_motion();
-      coding_ = std::make_unique<PictureCodingState>(c.sps, c.picture->decode_index);
+      if (spare_coding_) {
+        spare_coding_->reset(c.sps, c.picture->decode_index);
+        coding_ = std::move(spare_coding_);
+      } else {
+        coding_ = std::make_unique<PictureCodingState>(c.sps, c.picture->decode_index);
+      }
       coding_dpb_id_ = c.picture->id;
       field_ = start_motion_field(*coding_, c.picture);
     }
@@ -324,7 +346,7 @@ class PyParser {
       DenseCoding coding = dense_coding(*coding_, motion.blocks_w, motion.blocks_h);
       done_motion_[coding_dpb_id_] = PictureSyntax{std::move(motion), std::move(coding)};
     }
-    coding_.reset();
+    if (coding_) spare_coding_ = std::move(coding_);
     field_.reset();
     coding_dpb_id_ = -1;
   }
@@ -351,6 +373,7 @@ class PyParser {
   std::mutex mutex_;
   // Motion derivation state (only with motion=True): the picture in progress and the finished ones not yet taken.
   std::unique_ptr<PictureCodingState> coding_;
+  std::unique_ptr<PictureCodingState> spare_coding_;  // the last finished picture's state, reused for the next one
   std::shared_ptr<MotionField> field_;
   int64_t coding_dpb_id_ = -1;
   std::map<int64_t, PictureSyntax> done_motion_;

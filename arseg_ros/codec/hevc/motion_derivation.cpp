@@ -173,6 +173,7 @@ class SliceDeriver {
         ctb_cur >= layout_.CtbAddrRsToTs.size()) {
       return false;
     }
+    if (ctb_nb == ctb_cur) return true;  // the CTB of the current block: its slice and tile
     if (coding_.ctb_slice_addr[ctb_nb] != slice_addr_rs_) return false;
     const auto ts_nb = static_cast<size_t>(layout_.CtbAddrRsToTs[ctb_nb]);
     const auto ts_cur = static_cast<size_t>(layout_.CtbAddrRsToTs[ctb_cur]);
@@ -549,19 +550,31 @@ DenseMotion dense_motion(const MotionField& field, const PictureCodingState& cod
   d.ref_idx.assign(2 * plane, -1);
   d.ref_poc.assign(2 * plane, std::numeric_limits<int32_t>::min());
   d.ref_long_term.assign(2 * plane, 0);
+  if (d.blocks_w > coding.grid_width || d.blocks_h > coding.grid_height ||
+      coding.pu_index.size() < static_cast<size_t>(coding.grid_width) * static_cast<size_t>(coding.grid_height)) {
+    throw ParseError(ErrorKind::InvalidValue, "motion export: coding state of another picture geometry");
+  }
+  // The reference of each list of each derived PU, resolved once per PU rather than per 4x4 block.
+  std::vector<const RefPicInfo*> refs(2 * field.pus.size());
+  for (size_t i = 0; i < field.pus.size(); ++i) {
+    refs[2 * i] = field.ref(field.pus[i], 0);
+    refs[2 * i + 1] = field.ref(field.pus[i], 1);
+  }
   for (int by = 0; by < d.blocks_h; ++by) {
+    const int32_t* pu_row = coding.pu_index.data() + static_cast<size_t>(by) * static_cast<size_t>(coding.grid_width);
     for (int bx = 0; bx < d.blocks_w; ++bx) {
-      const BlockMotion* b = field.at(coding, 4 * bx, 4 * by);
-      if (b == nullptr) continue;
+      const int32_t index = pu_row[bx];
+      if (index < 0 || static_cast<size_t>(index) >= field.pus.size()) continue;
+      const BlockMotion& b = field.pus[static_cast<size_t>(index)];
       const size_t k = static_cast<size_t>(by) * static_cast<size_t>(d.blocks_w) + static_cast<size_t>(bx);
       for (int list = 0; list < 2; ++list) {
-        const RefPicInfo* ref = field.ref(*b, list);
+        const RefPicInfo* ref = refs[2 * static_cast<size_t>(index) + static_cast<size_t>(list)];
         if (ref == nullptr) continue;
         const size_t i = static_cast<size_t>(list) * plane + k;
         d.pred_flag[i] = 1;
-        d.mv[2 * i] = b->mv[list][0];
-        d.mv[2 * i + 1] = b->mv[list][1];
-        d.ref_idx[i] = b->ref_idx[list];
+        d.mv[2 * i] = b.mv[list][0];
+        d.mv[2 * i + 1] = b.mv[list][1];
+        d.ref_idx[i] = b.ref_idx[list];
         d.ref_poc[i] = static_cast<int32_t>(ref->poc);
         d.ref_long_term[i] = ref->long_term ? 1 : 0;
       }

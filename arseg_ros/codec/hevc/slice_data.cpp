@@ -140,7 +140,7 @@ class SliceParser {
     if (index < 0 || index >= ctx::NUM_CONTEXTS) fail(ErrorKind::InvalidValue, "context index out of range");
     return ctx_[static_cast<size_t>(index)];
   }
-  int bin(int index) { return dec_.decode_decision(model(index)); }
+  [[gnu::always_inline]] int bin(int index) { return dec_.decode_decision(model(index)); }
   int bypass() { return dec_.decode_bypass(); }
   int ctb_ts(int rs) const;                                           // CtbAddrRsToTs (6.5.1)
   int tile_id_rs(int rs) const;                                       // TileId of a raster address (6.5.1)
@@ -224,8 +224,11 @@ bool SliceParser::available(int x_curr, int y_curr, int x_nb, int y_nb) const {
   const int nb_rs = (y_nb >> log2_ctb) * layout_.PicWidthInCtbsY + (x_nb >> log2_ctb);
   const int cur_rs = (y_curr >> log2_ctb) * layout_.PicWidthInCtbsY + (x_curr >> log2_ctb);
   if (nb_rs < 0 || static_cast<size_t>(nb_rs) >= pic_.ctb_slice_addr.size()) return false;
-  if (pic_.ctb_slice_addr[static_cast<size_t>(nb_rs)] != slice_addr_rs_) return false;
-  if (tile_id_rs(nb_rs) != tile_id_rs(cur_rs)) return false;
+  // A neighbour in the CTB being parsed is in its slice and tile; otherwise both are compared.
+  if (nb_rs != cur_rs) {
+    if (pic_.ctb_slice_addr[static_cast<size_t>(nb_rs)] != slice_addr_rs_) return false;
+    if (tile_id_rs(nb_rs) != tile_id_rs(cur_rs)) return false;
+  }
   const int log2_tb = layout_.MinTbLog2SizeY;
   const int xn = x_nb >> log2_tb, yn = y_nb >> log2_tb, xc = x_curr >> log2_tb, yc = y_curr >> log2_tb;
   if (xn >= layout_.min_tb_width || yn >= layout_.min_tb_height || xc < 0 || yc < 0 || xc >= layout_.min_tb_width ||
@@ -244,21 +247,44 @@ Location SliceParser::where() const {
   return w;
 }
 
+// Fills one row of a CU or PU on the 4x4 grid (n = 1, 2, 4, 8 or 16 entries) with stores of a size known at compile
+// time for the short rows, rather than a memset call each.
+template <typename T>
+inline void fill_row(T* p, size_t n, T v) {
+  switch (n) {
+    case 1: p[0] = v; break;
+    case 2: std::fill_n(p, 2, v); break;
+    case 4: std::fill_n(p, 4, v); break;
+    case 8: std::fill_n(p, 8, v); break;
+    default: std::fill_n(p, n, v); break;
+  }
+}
+
 void SliceParser::fill_cu(const CodingUnit& cu, int depth, bool skip) {
-  const int n = 1 << (cu.log2_size - 2);
-  for (int j = 0; j < n; ++j) {
-    const size_t row = pic_.grid_index(cu.x0, cu.y0 + 4 * j);
-    if (row + static_cast<size_t>(n) > pic_.ct_depth.size()) fail(ErrorKind::InvalidValue, "CU outside the grid");
-    for (int i = 0; i < n; ++i) {
-      const size_t k = row + static_cast<size_t>(i);
-      pic_.ct_depth[k] = static_cast<uint8_t>(depth);
-      pic_.cu_skip_flag[k] = skip ? 1 : 0;
-      pic_.pred_mode[k] = cu.pred_mode;
-      pic_.part_mode[k] = static_cast<uint8_t>(cu.part_mode);
-      pic_.log2_cb_size[k] = static_cast<uint8_t>(cu.log2_size);
-      pic_.intra_luma_mode[k] = kIntraDc;
-      pic_.pu_index[k] = -1;
-    }
+  const auto n = static_cast<size_t>(1) << (cu.log2_size - 2);
+  const size_t first = pic_.grid_index(cu.x0, cu.y0);
+  const auto stride = static_cast<size_t>(pic_.grid_width);
+  if (pic_.grid_index(cu.x0, cu.y0 + 4 * static_cast<int>(n - 1)) + n > pic_.ct_depth.size()) {
+    fail(ErrorKind::InvalidValue, "CU outside the grid");
+  }
+  // Raw row pointers: byte stores through the vectors would otherwise make the compiler reload every vector's data
+  // pointer after each store.
+  uint8_t* const ct_depth = pic_.ct_depth.data();
+  uint8_t* const skip_flag = pic_.cu_skip_flag.data();
+  PredMode* const pred_mode = pic_.pred_mode.data();
+  uint8_t* const part_mode = pic_.part_mode.data();
+  uint8_t* const log2_cb_size = pic_.log2_cb_size.data();
+  uint8_t* const intra_mode = pic_.intra_luma_mode.data();
+  int32_t* const pu_index = pic_.pu_index.data();
+  for (size_t j = 0; j < n; ++j) {
+    const size_t row = first + j * stride;
+    fill_row(ct_depth + row, n, static_cast<uint8_t>(depth));
+    fill_row(skip_flag + row, n, static_cast<uint8_t>(skip ? 1 : 0));
+    fill_row(pred_mode + row, n, cu.pred_mode);
+    fill_row(part_mode + row, n, static_cast<uint8_t>(cu.part_mode));
+    fill_row(log2_cb_size + row, n, static_cast<uint8_t>(cu.log2_size));
+    fill_row(intra_mode + row, n, static_cast<uint8_t>(kIntraDc));
+    fill_row(pu_index + row, n, int32_t{-1});
   }
 }
 
@@ -267,7 +293,7 @@ void SliceParser::fill_intra_mode(int x0, int y0, int size, int mode) {
   for (int j = 0; j < n; ++j) {
     const size_t row = pic_.grid_index(x0, y0 + 4 * j);
     if (row + static_cast<size_t>(n) > pic_.intra_luma_mode.size()) fail(ErrorKind::InvalidValue, "PU outside grid");
-    for (int i = 0; i < n; ++i) pic_.intra_luma_mode[row + static_cast<size_t>(i)] = static_cast<uint8_t>(mode);
+    fill_row(pic_.intra_luma_mode.data() + row, static_cast<size_t>(n), static_cast<uint8_t>(mode));
   }
 }
 
@@ -276,7 +302,7 @@ void SliceParser::fill_pu(int x0, int y0, int w, int h, int32_t index) {
     const size_t row = pic_.grid_index(x0, y);
     const size_t n = static_cast<size_t>(w >> 2);
     if (row + n > pic_.pu_index.size()) fail(ErrorKind::InvalidValue, "PU outside the grid");
-    for (size_t i = 0; i < n; ++i) pic_.pu_index[row + i] = index;
+    fill_row(pic_.pu_index.data() + row, n, index);
   }
 }
 
@@ -1124,17 +1150,19 @@ void SliceParser::residual_coding(const CodingUnit& cu, int x0, int y0, int log2
 
 // ---------------------------------------------------------------------------------------------------------------
 
-PictureCodingState::PictureCodingState(const Sps& sps, int64_t index)
-    : picture_index(index),
-      pic_width(sps.pic_width_in_luma_samples),
-      pic_height(sps.pic_height_in_luma_samples),
-      ctb_log2_size(sps.CtbLog2SizeY),
-      pic_width_in_ctbs(sps.PicWidthInCtbsY),
-      pic_height_in_ctbs(sps.PicHeightInCtbsY) {
-  if (pic_width <= 0 || pic_height <= 0 || pic_width_in_ctbs <= 0 || pic_height_in_ctbs <= 0 || ctb_log2_size < 4 ||
-      ctb_log2_size > 6) {
+PictureCodingState::PictureCodingState(const Sps& sps, int64_t index) { reset(sps, index); }
+
+void PictureCodingState::reset(const Sps& sps, int64_t index) {
+  if (sps.pic_width_in_luma_samples <= 0 || sps.pic_height_in_luma_samples <= 0 || sps.PicWidthInCtbsY <= 0 ||
+      sps.PicHeightInCtbsY <= 0 || sps.CtbLog2SizeY < 4 || sps.CtbLog2SizeY > 6) {
     throw ParseError(ErrorKind::InvalidValue, "picture geometry without CTBs");
   }
+  picture_index = index;
+  pic_width = sps.pic_width_in_luma_samples;
+  pic_height = sps.pic_height_in_luma_samples;
+  ctb_log2_size = sps.CtbLog2SizeY;
+  pic_width_in_ctbs = sps.PicWidthInCtbsY;
+  pic_height_in_ctbs = sps.PicHeightInCtbsY;
   grid_width = pic_width_in_ctbs << (ctb_log2_size - 2);
   grid_height = pic_height_in_ctbs << (ctb_log2_size - 2);
   const size_t n = static_cast<size_t>(grid_width) * static_cast<size_t>(grid_height);
@@ -1146,14 +1174,19 @@ PictureCodingState::PictureCodingState(const Sps& sps, int64_t index)
   intra_luma_mode.assign(n, kIntraDc);
   pu_index.assign(n, -1);
   ctb_slice_addr.assign(static_cast<size_t>(pic_width_in_ctbs) * static_cast<size_t>(pic_height_in_ctbs), -1);
+  pus.clear();
+  slices.clear();
+  counts = CodingCounts{};
+  wpp_contexts = ContextSet{};
+  wpp_contexts_valid = false;
+  dependent_contexts = ContextSet{};
+  dependent_contexts_valid = false;
+  last_slice_addr_rs = -1;
 }
 
-size_t PictureCodingState::grid_index(int x, int y) const {
-  if (x < 0 || y < 0 || (x >> 2) >= grid_width || (y >> 2) >= grid_height) {
-    throw ParseError(ErrorKind::InvalidValue,
-                     "luma position (" + std::to_string(x) + ", " + std::to_string(y) + ") outside the picture grid");
-  }
-  return static_cast<size_t>(y >> 2) * static_cast<size_t>(grid_width) + static_cast<size_t>(x >> 2);
+void PictureCodingState::outside_grid(int x, int y) {
+  throw ParseError(ErrorKind::InvalidValue,
+                   "luma position (" + std::to_string(x) + ", " + std::to_string(y) + ") outside the picture grid");
 }
 
 void parse_slice_segment_data(const Sps& sps, const Pps& pps, const CtbLayout& layout, const SliceHeader& header,

@@ -87,6 +87,10 @@ class PictureCodingState {
   // without CTBs.
   PictureCodingState(const Sps& sps, int64_t picture_index);
 
+  // Makes this the empty state of a new picture, as the constructor does, keeping the allocated memory: a parser
+  // that recycles one state for picture after picture allocates nothing per picture.
+  void reset(const Sps& sps, int64_t picture_index);
+
   int64_t picture_index = -1;
   int pic_width = 0, pic_height = 0;    // pic_width/height_in_luma_samples
   int ctb_log2_size = 4;                // CtbLog2SizeY
@@ -118,8 +122,14 @@ class PictureCodingState {
   int32_t last_slice_addr_rs = -1;  // SliceAddrRs of the last slice segment parsed (dependent slice segments)
 
   // Grid index of the 4x4 block holding luma sample (x, y) of the CTB-aligned area; InvalidValue outside.
-  size_t grid_index(int x, int y) const;
+  size_t grid_index(int x, int y) const {
+    if (x < 0 || y < 0 || (x >> 2) >= grid_width || (y >> 2) >= grid_height) outside_grid(x, y);
+    return static_cast<size_t>(y >> 2) * static_cast<size_t>(grid_width) + static_cast<size_t>(x >> 2);
+  }
   bool in_picture(int x, int y) const { return x >= 0 && y >= 0 && x < pic_width && y < pic_height; }
+
+ private:
+  [[noreturn]] static void outside_grid(int x, int y);
 };
 
 // 7.3.8.1 slice_segment_data() of one slice segment, with the CABAC rules of 9.3.1 / 9.3.2.
