@@ -2,10 +2,11 @@
 
     python bench/model_speed.py [--arch pspnet18_camvid bisenet18] [--size 960x720] [--repeat 5]
 
-Random weights (speed does not depend on them), batch 1, eval mode, ``torch.inference_mode``. On CUDA the
-networks run under fp16 autocast in channels_last. Prints a markdown table with the median of ``--repeat``
-runs after one warm-up, the LR-path breakdown (LR network, warp, CReFF), the measured HR / LR+CReFF ratio
-and the ratio of multiply-accumulates that the compute count predicts.
+Random weights (speed does not depend on them), batch 1, ``torch.inference_mode``, on the engine's inference
+copy of the model (BatchNorm folded, channels-last, for HR and LR alike). On CUDA the networks run under fp16
+autocast. Prints a markdown table with the median of ``--repeat`` runs after one warm-up, the LR-path breakdown
+(LR network; warp + CReFF, one fused pass on CPU), the measured HR / LR+CReFF ratio and the ratio of
+multiply-accumulates that the compute count predicts.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 from machine import cpu_model
 
 from arseg_ros.labels import CAMVID
-from arseg_ros.model import ModelConfig, build_model, warp
+from arseg_ros.model import ModelConfig, build_model
 from arseg_ros.model.flops import compute_report
+from arseg_ros.model.inference import inference_copy
 
 
 def machine() -> str:
@@ -48,24 +50,19 @@ def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
 
 def bench(arch: str, width: int, height: int, scale: float, device: torch.device, repeat: int) -> dict:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=arch, labels=CAMVID, lr_scale=scale)).eval().to(device)
-    frame = torch.randn(1, 3, height, width, device=device)
+    model = inference_copy(build_model(ModelConfig(arch=arch, labels=CAMVID, lr_scale=scale)), device)
+    frame = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=torch.channels_last)
     displacement = torch.randn(1, 2, height, width, device=device) * 4
     cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-        frame = frame.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext()
     with torch.inference_mode(), autocast:
         _, key_feature = model.forward_key(frame)
         frame_lr = model.downscale(frame)
         lr_feature = model.lr.features(frame_lr)
-        warped = warp(key_feature, displacement)
         row = {
             "hr": timed(lambda: model.forward_key(frame), device, repeat),
             "lr_net": timed(lambda: model.lr.features(frame_lr), device, repeat),
-            "warp": timed(lambda: warp(key_feature, displacement), device, repeat),
-            "creff": timed(lambda: model.creff(lr_feature, warped), device, repeat),
+            "creff": timed(lambda: model.creff.warp_and_fuse(lr_feature, key_feature, displacement), device, repeat),
             "nonkey": timed(
                 lambda: model.forward_nonkey(model.downscale(frame), key_feature, displacement), device, repeat
             ),
@@ -91,13 +88,13 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"input {width}x{height}, LR scale {args.scale}, median of {args.repeat} runs, batch 1\n")
-    print("| model | device | HR ms | LR net ms | warp ms | CReFF ms | LR+CReFF ms | HR / LR+CReFF | MAC ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | device | HR ms | LR net ms | warp + CReFF ms | LR+CReFF ms | HR / LR+CReFF | MAC ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for arch in args.arch:
         for device in devices:
             r = bench(arch, width, height, args.scale, device, args.repeat)
             print(
-                f"| {arch} | {device.type} | {r['hr']:.1f} | {r['lr_net']:.1f} | {r['warp']:.1f} | {r['creff']:.1f} "
+                f"| {arch} | {device.type} | {r['hr']:.1f} | {r['lr_net']:.1f} | {r['creff']:.1f} "
                 f"| {r['nonkey']:.1f} | {r['hr'] / r['nonkey']:.2f}x | {r['mac_ratio']:.2f}x |"
             )
 
