@@ -166,6 +166,8 @@ class SliceDeriver {
     if (i_nb >= tb_size || i_cur >= tb_size) return false;
     if (layout_.MinTbAddrZs[i_nb] > layout_.MinTbAddrZs[i_cur]) return false;
     const int c = layout_.CtbLog2SizeY;
+    // The CTB of the current block is in its slice and tile.
+    if ((x_nb >> c) == (x_curr >> c) && (y_nb >> c) == (y_curr >> c)) return true;
     const size_t ctb_nb = static_cast<size_t>(y_nb >> c) * static_cast<size_t>(layout_.PicWidthInCtbsY) + (x_nb >> c);
     const size_t ctb_cur =
         static_cast<size_t>(y_curr >> c) * static_cast<size_t>(layout_.PicWidthInCtbsY) + (x_curr >> c);
@@ -173,7 +175,6 @@ class SliceDeriver {
         ctb_cur >= layout_.CtbAddrRsToTs.size()) {
       return false;
     }
-    if (ctb_nb == ctb_cur) return true;  // the CTB of the current block: its slice and tile
     if (coding_.ctb_slice_addr[ctb_nb] != slice_addr_rs_) return false;
     const auto ts_nb = static_cast<size_t>(layout_.CtbAddrRsToTs[ctb_nb]);
     const auto ts_cur = static_cast<size_t>(layout_.CtbAddrRsToTs[ctb_cur]);
@@ -507,23 +508,6 @@ MotionField::MotionField(const PictureCodingState& coding, int64_t poc_value, in
       col_width((coding.grid_width + 3) >> 2),
       col_height((coding.grid_height + 3) >> 2),
       collocated(static_cast<size_t>(col_width) * static_cast<size_t>(col_height)) {}
-
-const BlockMotion* MotionField::at(const PictureCodingState& coding, int x, int y) const {
-  if (x < 0 || y < 0 || x >= pic_width || y >= pic_height) return nullptr;
-  const size_t g = static_cast<size_t>(y >> 2) * static_cast<size_t>(grid_width) + static_cast<size_t>(x >> 2);
-  if (g >= coding.pu_index.size()) return nullptr;
-  const int32_t index = coding.pu_index[g];
-  if (index < 0 || static_cast<size_t>(index) >= pus.size()) return nullptr;
-  return &pus[static_cast<size_t>(index)];
-}
-
-const RefPicInfo* MotionField::ref(const BlockMotion& b, int list) const {
-  if (!b.pred_flag(list) || b.slice < 0 || static_cast<size_t>(b.slice) >= slices.size()) return nullptr;
-  const std::vector<RefPicInfo>& entries = slices[static_cast<size_t>(b.slice)].list[list];
-  const int ref_idx = b.ref_idx[list];
-  if (ref_idx < 0 || static_cast<size_t>(ref_idx) >= entries.size()) return nullptr;
-  return &entries[static_cast<size_t>(ref_idx)];
-}
 
 std::shared_ptr<MotionField> start_motion_field(const PictureCodingState& coding, const DpbPicturePtr& picture) {
   auto field = std::make_shared<MotionField>(coding, picture ? picture->poc : 0, picture ? picture->id : -1);

@@ -66,14 +66,27 @@ class MotionField {
 
   // Motion of the 4x4 block holding luma sample (x, y) of the picture parsed into `coding`; null outside the
   // picture and where no derived inter PU covers it.
-  const BlockMotion* at(const PictureCodingState& coding, int x, int y) const;
+  const BlockMotion* at(const PictureCodingState& coding, int x, int y) const {
+    if (x < 0 || y < 0 || x >= pic_width || y >= pic_height) return nullptr;
+    const size_t g = static_cast<size_t>(y >> 2) * static_cast<size_t>(grid_width) + static_cast<size_t>(x >> 2);
+    if (g >= coding.pu_index.size()) return nullptr;
+    const int32_t index = coding.pu_index[g];
+    if (index < 0 || static_cast<size_t>(index) >= pus.size()) return nullptr;
+    return &pus[static_cast<size_t>(index)];
+  }
   // Stored temporal motion of the 16x16 block holding (x, y); null outside the picture.
   const BlockMotion* collocated_at(int x, int y) const {
     if (x < 0 || y < 0 || x >= pic_width || y >= pic_height) return nullptr;
     return &collocated[static_cast<size_t>(y >> 4) * static_cast<size_t>(col_width) + static_cast<size_t>(x >> 4)];
   }
   // The reference picture of list `list` of the block, or null when the block does not use that list.
-  const RefPicInfo* ref(const BlockMotion& b, int list) const;
+  const RefPicInfo* ref(const BlockMotion& b, int list) const {
+    if (!b.pred_flag(list) || b.slice < 0 || static_cast<size_t>(b.slice) >= slices.size()) return nullptr;
+    const std::vector<RefPicInfo>& entries = slices[static_cast<size_t>(b.slice)].list[list];
+    const int ref_idx = b.ref_idx[list];
+    if (ref_idx < 0 || static_cast<size_t>(ref_idx) >= entries.size()) return nullptr;
+    return &entries[static_cast<size_t>(ref_idx)];
+  }
 };
 
 // Creates the motion field of the picture whose slice segments are parsed into `coding` and attaches it to
