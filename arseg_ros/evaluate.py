@@ -12,9 +12,10 @@ d, per-class IoU, latency histogram, mIoU against GMACs) to ``--out``; ``--video
 mode; ``--write-bag`` a new bag with the input topics plus ``/arseg/mask`` and ``/arseg/color_mask``.
 
 ``--prepared`` takes a split folder of ``arseg-prepare`` instead of a bag: each clip's HEVC stream (keyframe to
-labelled frame) is replayed through a fresh engine, and only the labelled frame counts (the pictures between
-are decoded and their motion accumulated, but their inference is skipped, so frames, GMACs and latency are
-those of the labelled frames: AR-Seg's LR + CReFF at d > 0, the HR network at d = 0)."""
+labelled frame) is replayed through the engine, and only the labelled frame counts (the pictures between are
+decoded and their motion accumulated, but their inference is skipped, so frames, GMACs and latency are those of
+the labelled frames: AR-Seg's LR + CReFF at d > 0, the HR network at d = 0; in AR mode the keyframes' HR runs
+are counted in the engine's HR frames). FPS there is labelled frames per second of the whole replay."""
 
 from __future__ import annotations
 
@@ -114,29 +115,36 @@ def _frame_gmacs(cost: dict[str, float], mode: str, kind: str) -> float:
 def run_prepared_mode(
     args: argparse.Namespace, mode: str, model: ARSeg, arch: str, labels: LabelSet, clips: PreparedClips
 ) -> ModeResult:
-    """Replay every prepared clip through a fresh engine in one mode; only each clip's labelled frame counts."""
+    """Replay the prepared clips one after the other through one engine in one mode (each starts with its own
+    IRAP keyframe); only each clip's labelled frame counts. Packets are stamped ``clip << 16 | picture``."""
     result = ModeResult(mode, labels, ConfusionMatrix(labels.num_classes))
-    config = EngineConfig(mode=mode, device=args.device, lag_policy="latest")
+    engine = StreamSegmenter(model, EngineConfig(mode=mode, device=args.device, lag_policy="latest"))
+    targets: dict[int, tuple[np.ndarray, str]] = {}
+    costs: dict[tuple[int, int], dict[str, float]] = {}
+
+    def consume(items: list[SegResult]) -> None:
+        for r in items:
+            target = targets.pop(r.stamp_ns, None)
+            if target is None or r.labels is None:
+                continue
+            h, w = r.labels.shape
+            cost = costs.setdefault((w, h), _gmacs(model, arch, w, h))
+            result.add(r, target[0], _frame_gmacs(cost, mode, r.kind))
+
+    count = min(args.max_frames or len(clips), len(clips))
     start = time.perf_counter()
-    for i in tqdm(range(len(clips)), desc=f"{mode} mode", unit="clip", disable=args.quiet):
+    for i in tqdm(range(count), desc=f"{mode} mode", unit="clip", disable=args.quiet):
         clip = clips.clip(i)
-        engine = StreamSegmenter(model, config)
-        out = []
+        targets[i << 16 | clip.gap] = (clip.labels, clips.records[i].file)
         for p in clip.packets:
-            packet = Packet("hevc", p.data, stamp_ns=p.index, frame_id=clips.records[i].name, key_hint=p.key)
-            out += engine.process(packet, stale=p.index != clip.gap)
-        out += engine.flush()
-        target = [r for r in out if r.stamp_ns == clip.gap and r.labels is not None]
-        if len(target) != 1:
-            raise EvaluationError(f"the engine gave no label map for the labelled frame of {clips.records[i].file}")
-        h, w = clip.labels.shape
-        cost = _gmacs(model, arch, w, h)
-        result.add(target[0], clip.labels, _frame_gmacs(cost, mode, target[0].kind))
-        for key, value in engine.stats.items():
-            result.counts[key] = result.counts.get(key, 0) + value
-        if args.max_frames and result.frames >= args.max_frames:
-            break
+            packet = Packet("hevc", p.data, stamp_ns=i << 16 | p.index, frame_id=clips.records[i].name, key_hint=p.key)
+            consume(engine.process(packet, stale=p.index != clip.gap))
+    consume(engine.flush())
     result.seconds = time.perf_counter() - start
+    result.counts = dict(engine.stats)
+    if targets:
+        missing = next(iter(targets.values()))[1]
+        raise EvaluationError(f"the engine gave no label map for the labelled frame of {missing}")
     return result
 
 
