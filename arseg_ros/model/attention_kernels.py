@@ -8,9 +8,10 @@ value 0), softmax over the window, weighted sum of V.
   channels-first or channels-last memory format, forward and backward, threads bounded by
   ``torch.get_num_threads()``. The output has the memory format of ``q`` (channels-last stays channels-last).
 * GPU (``local_attention_triton``): a fused Triton forward with an online softmax over the window (nothing of
-  size ``window**2`` is materialised), on channels-last data, its block size autotuned per channel count. The backward recomputes the forward through ``local_attention_reference``
-  under autograd and differentiates that (no Triton backward kernel). Runs wherever Triton runs: CUDA
-  tensors, or CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, used by the tests).
+  size ``window**2`` is materialised), on channels-last data, its block size autotuned per channel count. The
+  backward recomputes the forward through ``local_attention_reference`` under autograd and differentiates that
+  (no Triton backward kernel). Runs wherever Triton runs: CUDA tensors, or CPU tensors under Triton's
+  interpreter (``TRITON_INTERPRET=1``, used by the tests).
 """
 
 from __future__ import annotations

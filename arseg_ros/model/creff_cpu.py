@@ -10,6 +10,8 @@ training keeps the differentiable composition.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -25,10 +27,26 @@ except ImportError as error:
     _local_attention = None
 
 
+_suspended = 0
+
+
+@contextmanager
+def composition_only() -> Iterator[None]:
+    """Inside the block, CReFF runs as its separate modules even where the fused pass applies, so that module
+    hooks (``flops.count_macs``) see every convolution and the attention."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
+
+
 def fused_creff_applies(creff: CReFF, lr_feature: Tensor, key_feature: Tensor, displacement: Tensor) -> bool:
     """Whether ``fused_creff_cpu`` can stand in for the composition: extension built, float32 CPU tensors and
-    weights, and no gradient wanted (autograd disabled, as under ``torch.inference_mode`` or ``torch.no_grad``)."""
-    if _local_attention is None or torch.is_grad_enabled():
+    weights, no gradient wanted (autograd disabled, as under ``torch.inference_mode`` or ``torch.no_grad``) and
+    not inside ``composition_only``."""
+    if _local_attention is None or torch.is_grad_enabled() or _suspended:
         return False
     tensors = (lr_feature, key_feature, displacement, creff.conv_q.weight, creff.conv_k.weight, creff.conv_v.weight)
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
