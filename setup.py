@@ -60,6 +60,8 @@ setup(
         share("launch", "*.launch.py"),
         share("config", "*.yaml"),
         share("config", "*.rviz"),
+        share("config/train", "*.yaml"),
+        share("config/prepare", "*.yaml"),
         share("models", "*.pt"),
         share("models", "*.md"),
     ],
