@@ -88,11 +88,12 @@ py::dict header_to_dict(const SliceHeader& h) {
 }
 
 // A numpy array of `shape` (C order) over the vector's data, which it takes over: no copy.
-template <typename T>
-py::array_t<T> adopt(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
-  auto owner = std::make_unique<std::vector<T>>(std::move(values));
+template <typename T, typename Alloc>
+py::array_t<T> adopt(std::vector<T, Alloc>&& values, std::vector<py::ssize_t> shape) {
+  using Owner = std::vector<T, Alloc>;
+  auto owner = std::make_unique<Owner>(std::move(values));
   T* data = owner->data();
-  py::capsule base(owner.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  py::capsule base(owner.get(), [](void* p) { delete static_cast<Owner*>(p); });
   owner.release();
   return py::array_t<T>(std::move(shape), data, base);
 }

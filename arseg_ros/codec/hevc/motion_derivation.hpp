@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "params.hpp"
@@ -61,7 +62,8 @@ class MotionField {
   int grid_width = 0, grid_height = 0;    // 4x4 blocks of the CTB-aligned area
   int col_width = 0, col_height = 0;      // 16x16 blocks of the CTB-aligned area
   std::vector<BlockMotion> pus;           // motion of PictureCodingState::pus[i], for the PUs derived so far
-  std::vector<BlockMotion> collocated;    // per 16x16 block (row-major): its top-left 4x4 block (pred_flags 0: intra)
+  // Per 16x16 block (row-major): index into pus of the PU covering its top-left 4x4 block; -1: intra or not coded.
+  std::vector<int32_t> collocated;
   std::vector<SliceRefLists> slices;      // per slice segment, in decode order
 
   // Motion of the 4x4 block holding luma sample (x, y) of the picture parsed into `coding`; null outside the
@@ -74,10 +76,15 @@ class MotionField {
     if (index < 0 || static_cast<size_t>(index) >= pus.size()) return nullptr;
     return &pus[static_cast<size_t>(index)];
   }
-  // Stored temporal motion of the 16x16 block holding (x, y); null outside the picture.
+  // Stored temporal motion of the 16x16 block holding (x, y); null outside the picture and for an intra (or not
+  // coded) block.
   const BlockMotion* collocated_at(int x, int y) const {
     if (x < 0 || y < 0 || x >= pic_width || y >= pic_height) return nullptr;
-    return &collocated[static_cast<size_t>(y >> 4) * static_cast<size_t>(col_width) + static_cast<size_t>(x >> 4)];
+    const size_t k = static_cast<size_t>(y >> 4) * static_cast<size_t>(col_width) + static_cast<size_t>(x >> 4);
+    if (k >= collocated.size()) return nullptr;
+    const int32_t index = collocated[k];
+    if (index < 0 || static_cast<size_t>(index) >= pus.size()) return nullptr;
+    return &pus[static_cast<size_t>(index)];
   }
   // The reference picture of list `list` of the block, or null when the block does not use that list.
   const RefPicInfo* ref(const BlockMotion& b, int list) const {
@@ -103,6 +110,29 @@ void derive_slice_motion(const Sps& sps, const Pps& pps, const CtbLayout& layout
                          const std::vector<RefEntry>& ref_list0, const std::vector<RefEntry>& ref_list1,
                          const PictureCodingState& coding, MotionField& field);
 
+// An allocator whose vectors leave new elements of trivial types uninitialised on resize(): for export buffers that
+// are written once, element by element, without a fill pass before.
+template <typename T>
+struct UninitialisedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitialisedAllocator<U>;
+  };
+  UninitialisedAllocator() = default;
+  template <typename U>
+  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using ExportBuffer = std::vector<T, UninitialisedAllocator<T>>;
+
 // The motion of a picture as dense arrays over its 4x4 luma blocks (Hb = ceil(pic_height / 4) rows,
 // Wb = ceil(pic_width / 4) columns), C order, for export (driver dumps, Python bindings).
 struct DenseMotion {
@@ -110,11 +140,11 @@ struct DenseMotion {
   int64_t poc = 0;
   int width = 0, height = 0;          // pic_width/height_in_luma_samples
   int blocks_w = 0, blocks_h = 0;     // Wb, Hb
-  std::vector<uint8_t> pred_flag;     // [2][Hb][Wb] predFlagL0 / L1
-  std::vector<int16_t> mv;            // [2][Hb][Wb][2] mvLX (x, y) in quarter samples, 0 where unused
-  std::vector<int8_t> ref_idx;        // [2][Hb][Wb] refIdxLX, -1 where unused
-  std::vector<int32_t> ref_poc;       // [2][Hb][Wb] POC of RefPicListX[refIdxLX], INT32_MIN where unused
-  std::vector<uint8_t> ref_long_term;  // [2][Hb][Wb] that reference is a long-term picture
+  ExportBuffer<uint8_t> pred_flag;     // [2][Hb][Wb] predFlagL0 / L1
+  ExportBuffer<int16_t> mv;            // [2][Hb][Wb][2] mvLX (x, y) in quarter samples, 0 where unused
+  ExportBuffer<int8_t> ref_idx;        // [2][Hb][Wb] refIdxLX, -1 where unused
+  ExportBuffer<int32_t> ref_poc;       // [2][Hb][Wb] POC of RefPicListX[refIdxLX], INT32_MIN where unused
+  ExportBuffer<uint8_t> ref_long_term;  // [2][Hb][Wb] that reference is a long-term picture
 };
 DenseMotion dense_motion(const MotionField& field, const PictureCodingState& coding);
 

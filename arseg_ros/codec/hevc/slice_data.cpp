@@ -158,7 +158,8 @@ class SliceParser {
   int part_mode(bool intra, int log2_cb_size);                        // 7.3.8.5, 9.3.3.7
   void intra_modes(CodingUnit& cu);                                   // 7.3.8.5, 8.4.2, 8.4.3
   void pcm_sample(const CodingUnit& cu);                              // 7.3.8.7
-  bool prediction_unit(int x0, int y0, int w, int h, int part_idx, bool skip, int depth);  // 7.3.8.6
+  bool prediction_unit(const CodingUnit& cu, int x0, int y0, int w, int h, int part_idx, bool skip,
+                       int depth);  // 7.3.8.6
   void mvd_coding(int32_t component[2]);                                                   // 7.3.8.9
   void transform_tree(const CodingUnit& cu, int x0, int y0, int x_base, int y_base, int log2_size, int depth,
                       int blk_idx, bool parent_cbf_cb, bool parent_cbf_cr);  // 7.3.8.8
@@ -613,7 +614,7 @@ void SliceParser::coding_unit(int x0, int y0, int log2_cb_size, int depth) {
     cu.pred_mode = PredMode::kSkip;
     fill_cu(cu, depth, true);
     ++pic_.counts.skip_cus;
-    prediction_unit(x0, y0, n_cb_s, n_cb_s, 0, true, depth);
+    prediction_unit(cu, x0, y0, n_cb_s, n_cb_s, 0, true, depth);
     return;
   }
   cu.pred_mode = PredMode::kIntra;
@@ -643,36 +644,36 @@ void SliceParser::coding_unit(int x0, int y0, int log2_cb_size, int depth) {
     ++pic_.counts.inter_cus;
     const int h = n_cb_s / 2, q = n_cb_s / 4;
     switch (cu.part_mode) {
-      case kPart2Nx2N: merge_2nx2n = prediction_unit(x0, y0, n_cb_s, n_cb_s, 0, false, depth); break;
+      case kPart2Nx2N: merge_2nx2n = prediction_unit(cu, x0, y0, n_cb_s, n_cb_s, 0, false, depth); break;
       case kPart2NxN:
-        prediction_unit(x0, y0, n_cb_s, h, 0, false, depth);
-        prediction_unit(x0, y0 + h, n_cb_s, h, 1, false, depth);
+        prediction_unit(cu, x0, y0, n_cb_s, h, 0, false, depth);
+        prediction_unit(cu, x0, y0 + h, n_cb_s, h, 1, false, depth);
         break;
       case kPartNx2N:
-        prediction_unit(x0, y0, h, n_cb_s, 0, false, depth);
-        prediction_unit(x0 + h, y0, h, n_cb_s, 1, false, depth);
+        prediction_unit(cu, x0, y0, h, n_cb_s, 0, false, depth);
+        prediction_unit(cu, x0 + h, y0, h, n_cb_s, 1, false, depth);
         break;
       case kPart2NxnU:
-        prediction_unit(x0, y0, n_cb_s, q, 0, false, depth);
-        prediction_unit(x0, y0 + q, n_cb_s, n_cb_s - q, 1, false, depth);
+        prediction_unit(cu, x0, y0, n_cb_s, q, 0, false, depth);
+        prediction_unit(cu, x0, y0 + q, n_cb_s, n_cb_s - q, 1, false, depth);
         break;
       case kPart2NxnD:
-        prediction_unit(x0, y0, n_cb_s, n_cb_s - q, 0, false, depth);
-        prediction_unit(x0, y0 + n_cb_s - q, n_cb_s, q, 1, false, depth);
+        prediction_unit(cu, x0, y0, n_cb_s, n_cb_s - q, 0, false, depth);
+        prediction_unit(cu, x0, y0 + n_cb_s - q, n_cb_s, q, 1, false, depth);
         break;
       case kPartnLx2N:
-        prediction_unit(x0, y0, q, n_cb_s, 0, false, depth);
-        prediction_unit(x0 + q, y0, n_cb_s - q, n_cb_s, 1, false, depth);
+        prediction_unit(cu, x0, y0, q, n_cb_s, 0, false, depth);
+        prediction_unit(cu, x0 + q, y0, n_cb_s - q, n_cb_s, 1, false, depth);
         break;
       case kPartnRx2N:
-        prediction_unit(x0, y0, n_cb_s - q, n_cb_s, 0, false, depth);
-        prediction_unit(x0 + n_cb_s - q, y0, q, n_cb_s, 1, false, depth);
+        prediction_unit(cu, x0, y0, n_cb_s - q, n_cb_s, 0, false, depth);
+        prediction_unit(cu, x0 + n_cb_s - q, y0, q, n_cb_s, 1, false, depth);
         break;
       default:  // kPartNxN
-        prediction_unit(x0, y0, h, h, 0, false, depth);
-        prediction_unit(x0 + h, y0, h, h, 1, false, depth);
-        prediction_unit(x0, y0 + h, h, h, 2, false, depth);
-        prediction_unit(x0 + h, y0 + h, h, h, 3, false, depth);
+        prediction_unit(cu, x0, y0, h, h, 0, false, depth);
+        prediction_unit(cu, x0 + h, y0, h, h, 1, false, depth);
+        prediction_unit(cu, x0, y0 + h, h, h, 2, false, depth);
+        prediction_unit(cu, x0 + h, y0 + h, h, h, 3, false, depth);
         break;
     }
   }
@@ -780,14 +781,18 @@ void SliceParser::intra_modes(CodingUnit& cu) {
 // ---------------------------------------------------------------------------------------------------------------
 // 7.3.8.6 prediction_unit() and 7.3.8.9 mvd_coding(). Returns merge_flag.
 
-bool SliceParser::prediction_unit(int x0, int y0, int w, int h, int part_idx, bool skip,
+bool SliceParser::prediction_unit(const CodingUnit& cu, int x0, int y0, int w, int h, int part_idx, bool skip,
                                   int depth) {
-  PredictionUnit pu;
+  // Filled in place: a PU built on the stack and copied whole would re-read fields just stored one by one.
+  const auto index = static_cast<int32_t>(pic_.pus.size());
+  PredictionUnit& pu = pic_.pus.emplace_back();
   pu.x = x0;
   pu.y = y0;
   pu.w = w;
   pu.h = h;
   pu.part_idx = static_cast<uint8_t>(part_idx);
+  pu.log2_cb_size = static_cast<uint8_t>(cu.log2_size);
+  pu.part_mode = static_cast<uint8_t>(cu.part_mode);
   const int max_merge = sh_.MaxNumMergeCand;
   pu.merge_flag = skip ? true : bin(ctx::MERGE_FLAG) != 0;
   if (pu.merge_flag) {
@@ -833,8 +838,6 @@ bool SliceParser::prediction_unit(int x0, int y0, int w, int h, int part_idx, bo
     }
     if (idc == kPredBi) ++pic_.counts.bi_pus;
   }
-  const auto index = static_cast<int32_t>(pic_.pus.size());
-  pic_.pus.push_back(pu);
   ++pic_.counts.pus;
   fill_pu(x0, y0, w, h, index);
   return pu.merge_flag;

@@ -51,6 +51,8 @@ struct PredictionUnit {
   uint8_t merge_idx = 0;
   uint8_t inter_pred_idc = kPredL0;  // meaningful when !merge_flag
   int8_t ref_idx[2] = {-1, -1};      // ref_idx_l0 / ref_idx_l1 (-1: list unused or merge)
+  uint8_t log2_cb_size = 3;          // log2CbSize of the CU
+  uint8_t part_mode = kPart2Nx2N;    // PartMode of the CU
   int32_t mvd[2][2] = {{0, 0}, {0, 0}};  // MvdL0 / MvdL1 [x, y] (MvdL1 is 0 when mvd_l1_zero_flag applies)
   uint8_t mvp_flag[2] = {0, 0};          // mvp_l0_flag / mvp_l1_flag
 };
