@@ -32,10 +32,15 @@ def ffmpeg_decode(data: bytes) -> int:
     return pictures + len(ctx.decode(None))
 
 
-def parse(data: bytes) -> int:
-    """Parse every picture completely (headers, CABAC, slice data) and derive its motion vectors."""
+def parse(data: bytes, chunk: int = 65536) -> int:
+    """Parse every picture completely (headers, CABAC, slice data) and derive its motion vectors. The stream is
+    fed in chunks and each picture is dropped once counted, as a streaming user (the engine) does and as the
+    FFmpeg side drops its frames; returns the picture count."""
     parser = HevcParser(motion=True)
-    return len(parser.feed(data)) + len(parser.flush())
+    pictures = 0
+    for start in range(0, len(data), chunk):
+        pictures += len(parser.feed(data[start : start + chunk]))
+    return pictures + len(parser.flush())
 
 
 def best_ms(fn, data: bytes, repeat: int) -> tuple[float, int]:
