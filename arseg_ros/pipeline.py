@@ -49,6 +49,7 @@ class NodeParameters:
     start: str = _param("keyframe", "keyframe: wait for a keyframe; hr: HR on the first frame", ("keyframe", "hr"))
     lag_policy: str = _param("latest", "when behind: latest skips inference on stale frames", ("all", "latest"))
     device: str = _param("auto", "auto (CUDA when available), cpu or cuda:N")
+    decoder_threads: int = _param(0, "FFmpeg slice threads for decoding (0: one per core)")
     publish_color_mask: bool = _param(True, "publish ~/color_mask (rgb8)")
     publish_overlay: bool = _param(False, "publish ~/overlay (rgb8 blend of frame and mask)")
     overlay_alpha: float = _param(0.5, "mask weight in ~/overlay, 0..1")
@@ -69,6 +70,8 @@ class NodeParameters:
             raise ValueError(f"parameter lr_scale={self.lr_scale}: must be 0 (model default) or in (0, 1]")
         if not 0.0 <= self.overlay_alpha <= 1.0:
             raise ValueError(f"parameter overlay_alpha={self.overlay_alpha}: must be in [0, 1]")
+        if self.decoder_threads < 0:
+            raise ValueError(f"parameter decoder_threads={self.decoder_threads}: must be 0 (one per core) or more")
         for name in ("input_depth", "output_depth", "max_queue", "max_message_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter {name}={getattr(self, name)}: must be at least 1")
@@ -92,6 +95,7 @@ class NodeParameters:
             lag_policy=self.lag_policy,
             device=self.device,
             keep_images=self.publish_overlay,
+            decoder_threads=self.decoder_threads,
         )
 
 

@@ -197,6 +197,9 @@ def test_parameters_validate_and_match_the_shipped_yaml():
         NodeParameters(input_type="mjpeg")
     with pytest.raises(ValueError, match="lr_scale"):
         NodeParameters(lr_scale=2.0)
+    with pytest.raises(ValueError, match="decoder_threads"):
+        NodeParameters(decoder_threads=-2)
+    assert NodeParameters(decoder_threads=3).engine_config().decoder_threads == 3
     shipped = yaml.safe_load((ROOT / "config" / "arseg.yaml").read_text())["arseg_node"]["ros__parameters"]
     assert NodeParameters.from_dict(shipped) == NodeParameters()
 
