@@ -572,48 +572,63 @@ DenseMotion dense_motion(const MotionField& field, const PictureCodingState& cod
       coding.pu_index.size() < static_cast<size_t>(coding.grid_width) * static_cast<size_t>(coding.grid_height)) {
     throw ParseError(ErrorKind::InvalidValue, "motion export: coding state of another picture geometry");
   }
-  // The reference of each list of each derived PU, resolved once per PU rather than per 4x4 block.
-  std::vector<const RefPicInfo*> refs(2 * field.pus.size());
+  // What every element of a 4x4 block holds, resolved once per derived PU (record index + 1) rather than per block;
+  // record 0 is a block without a derived PU: both lists unused.
+  struct BlockExport {
+    int32_t ref_poc[2] = {std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::min()};
+    int16_t mv[2][2] = {{0, 0}, {0, 0}};
+    int8_t ref_idx[2] = {-1, -1};
+    uint8_t pred_flag[2] = {0, 0};
+    uint8_t long_term[2] = {0, 0};
+  };
+  std::vector<BlockExport> records(field.pus.size() + 1);
   for (size_t i = 0; i < field.pus.size(); ++i) {
-    refs[2 * i] = field.ref(field.pus[i], 0);
-    refs[2 * i + 1] = field.ref(field.pus[i], 1);
+    BlockExport& e = records[i + 1];
+    for (int list = 0; list < 2; ++list) {
+      const RefPicInfo* ref = field.ref(field.pus[i], list);
+      if (ref == nullptr) continue;
+      e.ref_poc[list] = static_cast<int32_t>(ref->poc);
+      e.mv[list][0] = field.pus[i].mv[list][0];
+      e.mv[list][1] = field.pus[i].mv[list][1];
+      e.ref_idx[list] = field.pus[i].ref_idx[list];
+      e.pred_flag[list] = 1;
+      e.long_term[list] = static_cast<uint8_t>(ref->long_term);
+    }
   }
-  // Every element is written once below: each row as runs of blocks of one PU (the motion is constant over a run),
-  // the values of an unused list or a block without a derived PU included.
+  // Every element is written once below, block by block from the record of its PU.
   d.pred_flag.resize(2 * plane);
   d.mv.resize(4 * plane);
   d.ref_idx.resize(2 * plane);
   d.ref_poc.resize(2 * plane);
   d.ref_long_term.resize(2 * plane);
   const auto blocks_w = static_cast<size_t>(d.blocks_w);
+  const size_t derived = field.pus.size();
+  uint8_t* const pred_flag = d.pred_flag.data();
+  int16_t* const mv = d.mv.data();
+  int8_t* const ref_idx = d.ref_idx.data();
+  int32_t* const ref_poc = d.ref_poc.data();
+  uint8_t* const long_term = d.ref_long_term.data();
   for (int by = 0; by < d.blocks_h; ++by) {
     const int32_t* pu_row = coding.pu_index.data() + static_cast<size_t>(by) * static_cast<size_t>(coding.grid_width);
-    size_t bx = 0;
-    while (bx < blocks_w) {
+    const size_t row = static_cast<size_t>(by) * blocks_w;
+    for (size_t bx = 0; bx < blocks_w; ++bx) {
       const int32_t index = pu_row[bx];
-      size_t end = bx + 1;
-      while (end < blocks_w && pu_row[end] == index) ++end;
-      const bool derived = index >= 0 && static_cast<size_t>(index) < field.pus.size();
-      for (int list = 0; list < 2; ++list) {
-        const RefPicInfo* ref =
-            derived ? refs[2 * static_cast<size_t>(index) + static_cast<size_t>(list)] : nullptr;
-        const BlockMotion* b = ref != nullptr ? &field.pus[static_cast<size_t>(index)] : nullptr;
-        const size_t first = static_cast<size_t>(list) * plane + static_cast<size_t>(by) * blocks_w + bx;
-        const size_t count = end - bx;
-        std::fill_n(d.pred_flag.data() + first, count, static_cast<uint8_t>(b != nullptr ? 1 : 0));
-        std::fill_n(d.ref_idx.data() + first, count, b != nullptr ? b->ref_idx[list] : int8_t{-1});
-        std::fill_n(d.ref_poc.data() + first, count,
-                    b != nullptr ? static_cast<int32_t>(ref->poc) : std::numeric_limits<int32_t>::min());
-        std::fill_n(d.ref_long_term.data() + first, count, static_cast<uint8_t>(b != nullptr && ref->long_term));
-        const int16_t mv_x = b != nullptr ? b->mv[list][0] : int16_t{0};
-        const int16_t mv_y = b != nullptr ? b->mv[list][1] : int16_t{0};
-        int16_t* mv = d.mv.data() + 2 * first;
-        for (size_t k = 0; k < count; ++k) {
-          mv[2 * k] = mv_x;
-          mv[2 * k + 1] = mv_y;
-        }
-      }
-      bx = end;
+      const bool has_pu = index >= 0 && static_cast<size_t>(index) < derived;
+      const BlockExport& e = records[has_pu ? static_cast<size_t>(index) + 1 : 0];
+      const size_t at0 = row + bx;
+      const size_t at1 = plane + at0;
+      pred_flag[at0] = e.pred_flag[0];
+      pred_flag[at1] = e.pred_flag[1];
+      ref_idx[at0] = e.ref_idx[0];
+      ref_idx[at1] = e.ref_idx[1];
+      ref_poc[at0] = e.ref_poc[0];
+      ref_poc[at1] = e.ref_poc[1];
+      long_term[at0] = e.long_term[0];
+      long_term[at1] = e.long_term[1];
+      mv[2 * at0] = e.mv[0][0];
+      mv[2 * at0 + 1] = e.mv[0][1];
+      mv[2 * at1] = e.mv[1][0];
+      mv[2 * at1 + 1] = e.mv[1][1];
     }
   }
   return d;
