@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from .codec.packets import RAW_FORMATS, Packet, PacketError, packets_from_file
-from .data.bags import BagError, is_bag, typestore
+from .data.bags import BagError, is_bag, open_bag, typestore
 from .transport import (
     INPUT_MSGTYPES,
     QosSpec,
@@ -114,14 +114,7 @@ def video_messages(
 
 def bag_messages(path: Path, topics: list[str]) -> Iterator[Outgoing]:
     """The recorded messages of ``topics`` (all topics when empty), as stored in the bag."""
-    from rosbags.highlevel import AnyReader
-
-    try:
-        reader = AnyReader([path], default_typestore=typestore())
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-        raise BagError(f"{path} is not a readable rosbag2 bag ({exc})") from None
-    try:
+    with open_bag(path) as reader:
         connections = [c for c in reader.connections if not topics or c.topic in topics]
         missing = sorted(set(topics) - {c.topic for c in connections})
         if missing:
@@ -129,8 +122,6 @@ def bag_messages(path: Path, topics: list[str]) -> Iterator[Outgoing]:
             raise BagError(f"{path} has no topic {missing[0]!r}; it has: {have}")
         for connection, timestamp, raw in reader.messages(connections=connections):
             yield Outgoing(connection.topic, connection.msgtype, bytes(raw), int(timestamp))
-    finally:
-        reader.close()
 
 
 def video_duration_ns(path: Path, frame_id: str, fps: float) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,26 @@ def is_bag(path: str | os.PathLike) -> bool:
     return (p.is_dir() and (p / "metadata.yaml").is_file()) or p.suffix in (".mcap", ".db3")
 
 
-def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = None) -> Iterator[object]:
-    """Yield the deserialised messages of ``topic`` in recording order. Raises ``BagError`` for a bag that is
-    not readable, a topic it lacks (listing its topics and types), or a topic of another type than ``msgtype``."""
-    path = Path(path)
+@contextmanager
+def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
+    """An open reader of the bag at ``path`` with the package's type store, closed on exit; ``BagError`` naming
+    the path when it is not a readable rosbag2 bag."""
     try:
-        reader = AnyReader([path], default_typestore=typestore())
+        reader = AnyReader([Path(path)], default_typestore=typestore())
         reader.open()
     except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
         raise BagError(f"{path} is not a readable rosbag2 bag ({exc})") from None
     try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = None) -> Iterator[object]:
+    """Yield the deserialised messages of ``topic`` in recording order. Raises ``BagError`` for a bag that is
+    not readable, a topic it lacks (listing its topics and types), or a topic of another type than ``msgtype``."""
+    path = Path(path)
+    with open_bag(path) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         if not connections:
             raise BagError(f"topic {topic!r} is not in {path}; the bag has: {describe_topics(reader)}")
@@ -92,8 +103,6 @@ def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = No
             raise BagError(f"topic {topic!r} in {path} is {connections[0].msgtype}, not {msgtype}")
         for connection, _, raw in reader.messages(connections=connections):
             yield reader.deserialize(raw, connection.msgtype)
-    finally:
-        reader.close()
 
 
 def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
