@@ -77,6 +77,7 @@ class PrepareConfig:
     size: list[int] = field(default_factory=lambda: [240, 320])
     workers: int = 1
     limit: int = 0
+    stride: int = 1
 
     def encoder(self) -> EncoderSettings:
         return EncoderSettings(
@@ -120,8 +121,8 @@ class PrepareConfig:
             raise PrepareError(f"gaps must be >= 0, got {self.gap}")
         if max(self.gap) >= self.keyint:
             raise PrepareError(f"gap {max(self.gap)} needs keyint > gap (one GOP per clip); keyint is {self.keyint}")
-        if self.workers < 1 or self.motion_span < 1 or self.bitrate < 1:
-            raise PrepareError("workers, motion_span and bitrate must be >= 1")
+        if self.workers < 1 or self.motion_span < 1 or self.bitrate < 1 or self.stride < 1:
+            raise PrepareError("workers, motion_span, bitrate and stride must be >= 1")
         if len(self.size) != 2:
             raise PrepareError(f"size needs two numbers [height, width], got {self.size}")
         self.encoder()
@@ -248,7 +249,8 @@ def prepare_split(config: PrepareConfig, split: str, progress: bool = True) -> S
     settings = config.settings(split)
     done = _resume(manifest_path, settings, folder)
     count = min(config.limit or len(dataset), len(dataset))
-    tasks = [ClipTask(i, dataset.source(i)[0], gap) for i in range(count) for gap in config.gap]
+    indices = range(0, count, config.stride)
+    tasks = [ClipTask(i, dataset.source(i)[0], gap) for i in indices for gap in config.gap]
     todo = [t for t in tasks if t.clip_name not in done]
     manifest = Manifest(settings, dataset.label_set.to_dict(), __version__, False, list(done.values()))
     manifest.write(manifest_path)
@@ -328,6 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="synthetic dataset: image size")
     p.add_argument("--workers", type=int, help="processes building clips (default 1)")
     p.add_argument("--limit", type=int, help="only the first N images of each split (0: all)")
+    p.add_argument("--stride", type=int, help="only every N-th image (after --limit; default 1: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -125,6 +125,14 @@ def test_interrupted_run_continues(prepared, data, tmp_path):
     assert len(PreparedClips(out / "train")) == 6
 
 
+def test_stride_keeps_every_nth_image_with_the_clips_of_a_full_run(prepared, data, tmp_path):
+    prepare_split(config(data, tmp_path, gap=[11], stride=2), "train", progress=False)
+    clips = Manifest.read(tmp_path / "train" / "manifest.json").clips
+    assert [c.name for c in clips] == ["f0020_d11", "f0060_d11"]
+    for name in ("f0020_d11", "f0060_d11"):
+        assert_same_clip(prepared / "clips" / f"{name}.zip", tmp_path / "train" / "clips" / f"{name}.zip")
+
+
 def test_parallel_gives_the_serial_result(prepared, data, tmp_path):
     prepare_split(config(data, tmp_path, workers=2), "train", progress=False)
     serial = Manifest.read(prepared / "manifest.json")
@@ -250,6 +258,7 @@ def test_bad_input_names_the_problem(data, tmp_path, capsys):
     message = error("--dataset", "folder", "--root", str(data), "--out", str(tmp_path / "file" / "out"))
     assert "cannot write to output folder" in message
     assert "keyint" in error("--dataset", "folder", "--root", str(data), "--out", out, "--gap", "12")
+    assert "stride must be >= 1" in error("--dataset", "folder", "--root", str(data), "--out", out, "--stride", "0")
     (tmp_path / "c.yaml").write_text("bitrate_kbps: 5000\n")
     assert "unknown option 'bitrate_kbps'" in error("--config", str(tmp_path / "c.yaml"), "--out", out)
     assert (
