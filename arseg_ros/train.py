@@ -91,7 +91,9 @@ class ModelSpec:
 class PhaseSpec:
     """One phase: epochs, batch, optimizer (``sgd`` or ``adam``), learning rate and its schedule (``poly`` or
     ``cosine``), crop ``[h, w]``, scale range, and for phase 2 the FST weight, the stage without CReFF, the
-    keyframe gap and the synthetic motion range."""
+    keyframe gap and the synthetic motion range. ``init_from_hr``: phase 2 starts the LR network from the HR
+    network's weights (the paper does so for BiSeNet on Cityscapes) instead of from ``model.pretrained_backbone``
+    or random weights."""
 
     epochs: int = 10
     batch_size: int = 8
@@ -108,6 +110,7 @@ class PhaseSpec:
     motion_zoom: float = 0.12
     motion_shift: float = 0.06
     motion_rotation: float = 2.0
+    init_from_hr: bool = False
 
 
 @dataclass
@@ -368,6 +371,8 @@ class Trainer:
         if ckpt.config.kind == "arseg":
             state = {k.removeprefix("hr."): v for k, v in state.items() if k.startswith("hr.")}
         self.model.hr.load_state_dict(state, strict=True)
+        if self.spec.init_from_hr:
+            self.model.lr.load_state_dict(state, strict=True)
         self.model.share_classifier()
         for p in self.model.hr.parameters():
             p.requires_grad_(False)

@@ -73,6 +73,20 @@ def test_both_phases_train_save_and_reload(recipe_file, tmp_path, capsys):
     assert torch.isfinite(logits).all()
 
 
+def test_phase2_can_start_the_lr_network_from_the_hr_weights(recipe_file, tmp_path):
+    out = tmp_path / "run"
+    recipe = load_recipe(recipe_file)
+    Trainer("hr", recipe, out, max_iters=1, progress=False).run()
+    hr = Trainer("ar", recipe, out, progress=False).model.hr.state_dict()
+    fresh = Trainer("ar", recipe, out, progress=False).model.lr.state_dict()
+    recipe.ar.init_from_hr = True
+    started = Trainer("ar", recipe, out, progress=False).model.lr.state_dict()
+    assert started.keys() == hr.keys()
+    for key, value in hr.items():
+        torch.testing.assert_close(started[key], value)
+    assert not torch.equal(fresh["context_path.backbone.conv1.weight"], hr["context_path.backbone.conv1.weight"])
+
+
 def test_resume_continues_from_the_last_epoch(recipe_file, tmp_path):
     out = tmp_path / "run"
     recipe = load_recipe(recipe_file)
