@@ -51,6 +51,15 @@ def test_panning_clip_keeps_its_fields():
     assert c.valid is None and c.displacement.shape == (2, 2, 24, 32)
 
 
+def test_motion_between_frames_of_a_pan_is_the_velocity_times_the_frame_gap():
+    c = panning_clip(40, 32, 6, velocity=(1.25, -0.5))
+    ys, xs = np.mgrid[4:28:4, 4:36:4].astype(np.float32) + 0.5
+    for t, r in ((5, 2), (3, 0), (1, 4)):
+        vector = c.motion_between(t, r, xs, ys)
+        np.testing.assert_allclose(vector[0], (t - r) * 1.25, atol=1e-4)
+        np.testing.assert_allclose(vector[1], (t - r) * -0.5, atol=1e-4)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_every_class_is_in_the_first_frame(seed):
     """Objects of every class are placed 5-35 m ahead of the start: all 12 classes show at 240 x 180."""

@@ -42,6 +42,34 @@ class SyntheticClip:
     displacement: np.ndarray
     valid: np.ndarray | None = None
 
+    def motion_between(self, t: int, r: int, x: np.ndarray, y: np.ndarray, iterations: int = 40) -> np.ndarray:
+        """``(2, *x.shape)`` float32 pixels: the exact motion vector from positions ``(x, y)`` (pixels) of frame
+        ``t`` to the same scene points in frame ``r``, i.e. what an ideal encoder would send for a block at
+        ``(x, y)`` predicting from ``r``. It goes through frame 0: ``D_t`` takes the point to frame 0, and ``D_r``
+        is inverted there by fixed-point iteration, so it holds where both frames see the point in frame 0."""
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.float32)
+        target = np.stack([x, y]) + _bilinear(self.displacement[t], x, y)
+        position = np.stack([x, y])
+        for _ in range(iterations if r else 1):
+            position = target - (_bilinear(self.displacement[r], position[0], position[1]) if r else 0.0)
+        return (position - np.stack([x, y])).astype(np.float32)
+
+
+def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(C, *x.shape)``: ``field`` ``(C, H, W)`` sampled bilinearly at pixel positions ``(x, y)``, clamped to
+    the image."""
+    h, w = field.shape[1:]
+    x = np.clip(x, 0, w - 1)
+    y = np.clip(y, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
+    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    top = field[:, y0, x0] * (1 - fx) + field[:, y0, x1] * fx
+    bottom = field[:, y1, x0] * (1 - fx) + field[:, y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
 
 def _texture(rng: np.random.Generator, h: int, w: int, base: tuple[int, int, int], amount: float) -> np.ndarray:
     """``(h, w, 3)`` float noise texture around an RGB base colour: smooth blotches plus fine grain."""
