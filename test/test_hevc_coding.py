@@ -6,6 +6,7 @@ from hevc_streams import shared_stream
 
 from arseg_ros.codec import HevcParser
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
+from arseg_ros.codec.hevc import motion_field
 from arseg_ros.data.synthetic import panning_clip
 
 
@@ -17,9 +18,15 @@ def parse(data: bytes):
 def check_consistent(picture) -> None:
     coding, motion = picture.coding, picture.motion
     hb, wb = -(-picture.height // 4), -(-picture.width // 4)
-    assert {k: v.shape for k, v in coding.items()} == {k: (hb, wb) for k in ("log2_cb_size", "pred_mode", "part_mode")}
+    names = ("log2_cb_size", "pred_mode", "part_mode", "merge_flag")
+    assert {k: v.shape for k, v in coding.items()} == {k: (hb, wb) for k in names}
     inter = (motion["pred_flag"][0] | motion["pred_flag"][1]).astype(bool)
     np.testing.assert_array_equal(inter, coding["pred_mode"] >= 2)
+    merged, skipped = coding["merge_flag"].astype(bool), coding["pred_mode"] == 3
+    assert not (merged & ~inter).any() and not (skipped & ~merged).any()
+    field = motion_field(picture)
+    np.testing.assert_array_equal(field.skip, skipped)
+    np.testing.assert_array_equal(field.merge, merged)
     assert coding["log2_cb_size"].min() >= 3 and coding["log2_cb_size"].max() <= 6
     assert coding["part_mode"].max() <= 7 and coding["pred_mode"].min() >= 1
 
@@ -45,3 +52,6 @@ def test_paris_coding_structure_has_amp_partitions():
         check_consistent(picture)
     parts = np.concatenate([p.coding["part_mode"].ravel() for p in pictures[:50]])
     assert np.isin(parts, [4, 5, 6, 7]).any()
+    merged = np.concatenate([p.coding["merge_flag"].ravel() for p in pictures[1:50]]).astype(bool)
+    modes = np.concatenate([p.coding["pred_mode"].ravel() for p in pictures[1:50]])
+    assert (merged & (modes == 2)).any() and (~merged & (modes == 2)).any()  # merged and AMVP PUs, not skipped

@@ -5,6 +5,7 @@ list 1), but not which reference picture of that list it uses. So a field is exa
 holds a single picture: streams encoded with one reference frame, and B-frames that predict from the
 nearest reference picture on each side. The caller names those pictures (``past_poc``, ``future_poc``)
 and says whether the stream is single-reference (``exact``). Partitions without a vector are intra.
+The side data does not say which partitions were skipped or merged: ``skip`` and ``merge`` stay False.
 """
 
 from __future__ import annotations

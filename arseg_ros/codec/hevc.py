@@ -26,6 +26,7 @@ from ._hevc import Parser as _NativeParser
 from .motion import MotionField
 
 PRED_MODES = {0: "not coded", 1: "intra", 2: "inter", 3: "skip"}
+PRED_SKIP = 3
 PART_MODES = {0: "2Nx2N", 1: "2NxN", 2: "Nx2N", 3: "NxN", 4: "2NxnU", 5: "2NxnD", 6: "nLx2N", 7: "nRx2N"}
 
 __all__ = [
@@ -114,8 +115,9 @@ class Picture:
     quarter-pel ``(x, y)``, ``ref_idx`` ``(2, Hb, Wb)`` int8, ``ref_poc`` ``(2, Hb, Wb)`` int32 and
     ``ref_long_term`` ``(2, Hb, Wb)`` uint8; blocks without prediction from a list (intra) have ``pred_flag`` 0.
     ``coding`` (same pictures): the coding structure on that grid, ``(Hb, Wb)`` uint8 each: ``log2_cb_size`` (log2
-    of the CU size in luma samples), ``pred_mode`` (:data:`PRED_MODES`: 1 intra, 2 inter, 3 skip) and
-    ``part_mode`` (:data:`PART_MODES`).
+    of the CU size in luma samples), ``pred_mode`` (:data:`PRED_MODES`: 1 intra, 2 inter, 3 skip),
+    ``part_mode`` (:data:`PART_MODES`) and ``merge_flag`` (1 where the inter PU takes its motion from a merge
+    candidate, skipped CUs included).
     """
 
     decode_index: int
@@ -273,8 +275,8 @@ def motion_field(picture: Picture) -> MotionField | None:
         pred_flag=pred,
         ref_poc=m["ref_poc"].astype(np.int64),
         intra=~(pred[0] | pred[1]),
-        skip=np.zeros(pred.shape[1:], bool),
-        merge=np.zeros(pred.shape[1:], bool),
+        skip=picture.coding["pred_mode"] == PRED_SKIP,
+        merge=picture.coding["merge_flag"].astype(bool),
     )
     result.validate()
     return result

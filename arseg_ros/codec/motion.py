@@ -41,7 +41,8 @@ class MotionField:
     ``mv``: ``(2, Hb, Wb, 2)`` int16, quarter-pel ``(mvx, mvy)`` for list 0 and list 1.
     ``pred_flag``: ``(2, Hb, Wb)`` bool, whether the block predicts from list 0 / list 1.
     ``ref_poc``: ``(2, Hb, Wb)`` int64, the POC of the referenced picture (meaningful where ``pred_flag``).
-    ``intra``, ``skip``, ``merge``: ``(Hb, Wb)`` bool.
+    ``intra``, ``skip``, ``merge``: ``(Hb, Wb)`` bool (HEVC fills ``skip`` and ``merge`` from the parsed syntax;
+    H.264 side data does not carry them, so they stay False there).
     ``poc``: this picture's POC. ``picture_type``: ``"I"``, ``"P"`` or ``"B"``. ``is_irap``: a random
     access point (HEVC IRAP, H.264 IDR/keyframe). ``width``, ``height``: luma size in pixels.
     ``exact``: False where the codec's motion export cannot name the reference exactly (H.264 with several

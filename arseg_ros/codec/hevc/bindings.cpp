@@ -113,10 +113,11 @@ py::dict motion_to_dict(DenseMotion&& m) {
 
 // The coding structure of a picture on the 4x4 luma block grid (Hb, Wb), copied from the slice-data layer:
 // log2_cb_size (log2 of the CU size), pred_mode (PredMode: 0 not coded, 1 intra, 2 inter, 3 skip), part_mode
-// (PartMode 0..7, 7.4.9.5 Table 7-10 order).
+// (PartMode 0..7, 7.4.9.5 Table 7-10 order), merge_flag (1 where the covering inter PU is merged, 7.4.9.6; skipped
+// CUs included).
 struct DenseCoding {
   int blocks_w = 0, blocks_h = 0;
-  std::vector<uint8_t> log2_cb_size, pred_mode, part_mode;
+  std::vector<uint8_t> log2_cb_size, pred_mode, part_mode, merge_flag;
 };
 
 DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h) {
@@ -131,6 +132,7 @@ DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h
   d.log2_cb_size.resize(n);
   d.pred_mode.resize(n);
   d.part_mode.resize(n);
+  d.merge_flag.resize(n);
   const auto w = static_cast<size_t>(blocks_w);
   for (int by = 0; by < blocks_h; ++by) {
     const size_t src = c.grid_index(0, 4 * by);
@@ -138,6 +140,13 @@ DenseCoding dense_coding(const PictureCodingState& c, int blocks_w, int blocks_h
     std::copy_n(c.log2_cb_size.begin() + static_cast<std::ptrdiff_t>(src), w, d.log2_cb_size.begin() + dst);
     std::copy_n(reinterpret_cast<const uint8_t*>(c.pred_mode.data()) + src, w, d.pred_mode.data() + dst);
     std::copy_n(c.part_mode.begin() + static_cast<std::ptrdiff_t>(src), w, d.part_mode.begin() + dst);
+    for (size_t x = 0; x < w; ++x) {
+      const int32_t pu = c.pu_index[src + x];
+      if (pu >= 0 && static_cast<size_t>(pu) >= c.pus.size()) {
+        throw ParseError(ErrorKind::InvalidValue, "coding export: block refers to a prediction unit not parsed");
+      }
+      d.merge_flag[dst + x] = pu >= 0 && c.pus[static_cast<size_t>(pu)].merge_flag ? 1 : 0;
+    }
   }
   return d;
 }
@@ -148,6 +157,7 @@ py::dict coding_to_dict(DenseCoding&& c) {
   d["log2_cb_size"] = adopt(std::move(c.log2_cb_size), {hb, wb});
   d["pred_mode"] = adopt(std::move(c.pred_mode), {hb, wb});
   d["part_mode"] = adopt(std::move(c.part_mode), {hb, wb});
+  d["merge_flag"] = adopt(std::move(c.merge_flag), {hb, wb});
   return d;
 }
 
