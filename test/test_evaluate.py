@@ -107,6 +107,8 @@ def test_evaluate_all_modes_writes_every_output(bag, model_file, tmp_path, capsy
     assert set(modes) == {"ar", "hr", "lr"}
     assert modes["hr"]["gmacs_per_frame"] > modes["ar"]["gmacs_per_frame"] > modes["lr"]["gmacs_per_frame"]
     assert sorted(int(d) for d in modes["ar"]["miou_d"]) == list(range(6))
+    for m in modes.values():
+        assert m["miou_mean_d"] == pytest.approx(np.nanmean(list(m["miou_d"].values())))
     assert modes["ar"]["labelled_frames"] == N and 0.0 <= modes["ar"]["miou"] <= 1.0
     assert modes["ar"]["engine"]["hr"] == 2 and modes["ar"]["engine"]["lr"] == N - 2
     masks = read_images(tmp_path / "masks_bag", "/arseg/mask")
