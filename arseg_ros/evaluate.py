@@ -15,11 +15,15 @@ mode; ``--write-bag`` a new bag with the input topics plus ``/arseg/mask`` and `
 labelled frame) is replayed through the engine, and only the labelled frame counts (the pictures between are
 decoded and their motion accumulated, but their inference is skipped, so frames, GMACs and latency are those of
 the labelled frames: AR-Seg's LR + CReFF at d > 0, the HR network at d = 0; in AR mode the keyframes' HR runs
-are counted in the engine's HR frames). FPS there is labelled frames per second of the whole replay."""
+are counted in the engine's HR frames). FPS there is labelled frames per second of the whole replay.
+
+The constant-LR mode runs the AR-Seg model's LR network without CReFF, or with ``--lr-model`` a network trained
+on its own at the LR scale (``arseg-train lr``), the baseline the paper compares against."""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -37,7 +41,7 @@ from .data.prepared import PreparedClips
 from .engine import EngineConfig, SegResult, StreamSegmenter
 from .labels import LabelSet, colorize
 from .metrics import ConfusionMatrix
-from .model import ARSeg, CheckpointError, load_checkpoint
+from .model import ARSeg, CheckpointError, ModelConfig, load_checkpoint
 from .model.flops import compute_report
 
 log = logging.getLogger(__name__)
@@ -266,7 +270,8 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
     lines = [
         title,
         "",
-        f"Model {Path(args.model).name} ({arch}); {source}.",
+        f"Model {Path(args.model).name} ({arch}); {source}. Constant LR: "
+        f"{Path(args.lr_model).name if args.lr_model else 'the LR branch of the AR-Seg model, without CReFF'}.",
         "",
         report_table(summaries),
         "",
@@ -284,19 +289,39 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
     (out / "report.md").write_text("\n".join(lines))
 
 
+def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
+    """A copy of ``model`` whose LR branch is the separately trained constant-LR network at ``path`` (a single
+    network of the same architecture and classes, trained by ``arseg-train lr`` at the model's LR scale)."""
+    single, ckpt = load_checkpoint(path, device="cpu")
+    if isinstance(single, ARSeg) or ckpt.config.arch != config.arch or ckpt.config.labels.names != config.labels.names:
+        raise CheckpointError(f"--lr-model {path} must be a single {config.arch} network for the model's classes")
+    scale = ckpt.metadata.get("input_scale")
+    if scale is None or abs(float(scale) - model.lr_scale) > 1e-6:
+        raise CheckpointError(
+            f"--lr-model {path} was trained at input scale {scale}, the model runs LR at {model.lr_scale}; "
+            "train it with arseg-train lr and the model's lr_scale"
+        )
+    baseline = copy.deepcopy(model)
+    baseline.lr.load_state_dict(single.state_dict(), strict=True)
+    return baseline
+
+
 def evaluate(args: argparse.Namespace) -> list[dict]:
     model, ckpt = load_checkpoint(args.model, device="cpu")
     if not isinstance(model, ARSeg):
         raise CheckpointError(f"{args.model} holds a single network; arseg-eval needs an AR-Seg checkpoint")
     labels = ckpt.config.labels
     modes = MODES if args.mode == "all" else (args.mode,)
+    models = {mode: model for mode in modes}
+    if args.lr_model and "lr" in modes:
+        models["lr"] = with_lr_network(model, ckpt.config, args.lr_model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.prepared:
         clips = PreparedClips(args.prepared)
         if clips.label_set.names != labels.names:
             raise EvaluationError(f"{args.prepared} has classes {clips.label_set.names}, the model {labels.names}")
-        results = [run_prepared_mode(args, mode, model, ckpt.config.arch, labels, clips) for mode in modes]
+        results = [run_prepared_mode(args, mode, models[mode], ckpt.config.arch, labels, clips) for mode in modes]
         return _finish(out, results, labels, args, ckpt.config.arch, plots=True)
     truth = read_images(args.bag, args.labels_topic) if args.labels_topic else {}
     results = []
@@ -313,7 +338,7 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
             bag.copy_topics(args.bag, [t for t in (args.topic, args.labels_topic) if t])
             sinks.append(lambda r, b=bag: _write_masks(b, r, labels))
         try:
-            results.append(run_mode(args, mode, model, ckpt.config.arch, labels, truth, _fan_out(sinks)))
+            results.append(run_mode(args, mode, models[mode], ckpt.config.arch, labels, truth, _fan_out(sinks)))
         finally:
             if sinks and args.video and mode == modes[0]:
                 video.close()
@@ -329,7 +354,8 @@ def _finish(
     summaries = [r.summary() for r in results]
     names = _plots(out, summaries, labels, results) if plots else []
     source = {"prepared": str(args.prepared)} if args.prepared else {"bag": str(args.bag)}
-    (out / "metrics.json").write_text(json.dumps({**source, "modes": summaries}, indent=2))
+    lr_network = args.lr_model or "the LR branch of the AR-Seg model, without CReFF"
+    (out / "metrics.json").write_text(json.dumps({**source, "lr_network": lr_network, "modes": summaries}, indent=2))
     _write_report(out, summaries, names, args, arch)
     return summaries
 
@@ -361,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels-topic", help="sensor_msgs/Image mono8 labels with the video's stamps")
     parser.add_argument("--model", required=True, help="AR-Seg checkpoint")
     parser.add_argument("--mode", choices=[*MODES, "all"], default="ar")
+    parser.add_argument("--lr-model", help="constant-LR mode: a network trained at the LR scale (arseg-train lr)")
     parser.add_argument("--out", default="eval_out", help="folder for metrics.json, report.md and plots")
     parser.add_argument("--video", help="write a colour-mask video (.mp4) of the first mode")
     parser.add_argument("--write-bag", help="write the masks and colour masks of the first mode to this new bag")

@@ -2,6 +2,7 @@
 
     arseg-train hr --recipe config/train/camvid_cpu.yaml --out runs/camvid      # phase 1: the HR network
     arseg-train ar --recipe config/train/camvid_cpu.yaml --out runs/camvid      # phase 2: LR network + CReFF
+    arseg-train lr --recipe config/train/camvid_cpu.yaml --out runs/camvid      # constant-LR baseline
 
 Phase 1 trains one network with its architecture's segmentation losses. Phase 2 loads the phase-1 network as
 the HR branch and freezes it, copies its final 1x1 conv into the LR branch (frozen), and trains the LR network
@@ -12,6 +13,11 @@ CReFF. Training pairs: the labelled frame, its keyframe ``gap`` frames earlier a
 them, augmented together: with ``dataset.prepared``, the compressed clips of ``arseg-prepare`` (decoded frames,
 motion from the HEVC bitstream, as the engine sees them); otherwise keyframes synthesised from the stills on the
 fly (``arseg_ros.data.pairs``).
+
+``lr`` trains the constant-resolution baseline the paper compares against: the same network, on its own,
+on frames downscaled by ``model.lr_scale`` (logits resized back to the labels), with the ``lr`` section of the
+recipe (the ``hr`` section's settings where the recipe has none). ``arseg-eval --lr-model`` runs it as the
+constant-LR mode.
 
 Every epoch writes ``last.pt`` (the model, loadable by ``arseg-segment``), ``last_state.pt`` (optimizer,
 schedule and epoch, for ``--resume``) and a row of ``metrics.csv``; the best validation mIoU, measured
@@ -47,11 +53,13 @@ from .data.prepared import PreparedClips
 from .labels import get_label_set
 from .metrics import ConfusionMatrix
 from .model import ARSeg, CheckpointError, ModelConfig, build_model, read_checkpoint, save_checkpoint
-from .model.base import normalize, resize
+from .model.base import lr_size, normalize, resize
 from .model.creff import warp
 from .model.losses import segmentation_loss
 
 log = logging.getLogger(__name__)
+
+PHASES = ("hr", "ar", "lr")
 
 
 class RecipeError(ValueError):
@@ -128,6 +136,7 @@ class Recipe:
     model: ModelSpec = field(default_factory=ModelSpec)
     hr: PhaseSpec = field(default_factory=PhaseSpec)
     ar: PhaseSpec = field(default_factory=PhaseSpec)
+    lr: PhaseSpec = field(default_factory=PhaseSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
 
@@ -179,6 +188,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         model=_build(ModelSpec, data.get("model"), "model"),
         hr=_build(PhaseSpec, data.get("hr"), "hr"),
         ar=_build(PhaseSpec, data.get("ar"), "ar"),
+        lr=_build(PhaseSpec, data["lr"] if "lr" in data else data.get("hr"), "lr"),
         training=_build(TrainingSpec, data.get("training"), "training"),
     )
     root = Path(recipe.dataset.root)
@@ -187,7 +197,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     prepared = Path(recipe.dataset.prepared)
     if recipe.dataset.prepared and not prepared.is_absolute():
         recipe.dataset.prepared = str((path.parent / prepared).resolve())
-    for name in ("hr", "ar"):
+    for name in ("hr", "ar", "lr"):
         phase = getattr(recipe, name)
         if phase.optimizer not in ("sgd", "adam") or phase.schedule not in ("poly", "cosine"):
             raise RecipeError(f"recipe {name}: optimizer must be sgd or adam, schedule poly or cosine")
@@ -297,9 +307,10 @@ class PhaseLoss(nn.Module):
     total loss and its parts (``seg``, and ``fst`` in phase 2).
     """
 
-    def __init__(self, model: nn.Module, phase: str, arch: str, fst_weight: float) -> None:
+    def __init__(self, model: nn.Module, phase: str, arch: str, fst_weight: float, lr_scale: float = 0.5) -> None:
         super().__init__()
         self.model, self.phase, self.arch, self.fst_weight = model, phase, arch, fst_weight
+        self.lr_scale = lr_scale
 
     def forward(
         self,
@@ -313,6 +324,13 @@ class PhaseLoss(nn.Module):
         if self.phase == "hr":
             out = self.model.forward_train(frame)
             seg = segmentation_loss(self.arch, out.logits, out.aux, labels)
+            return seg, {"seg": seg.detach()}
+        if self.phase == "lr":
+            size = tuple(frame.shape[-2:])
+            out = self.model.forward_train(resize(frame, lr_size(size, self.lr_scale), align_corners=True))
+            aux = {k: resize(v, size, False) if v.ndim == 4 else v for k, v in out.aux.items()}
+            logits = resize(out.logits, size, self.model.logits_align_corners)
+            seg = segmentation_loss(self.arch, logits, aux, labels)
             return seg, {"seg": seg.detach()}
         model: ARSeg = self.model
         with torch.no_grad():
@@ -346,9 +364,11 @@ class Trainer:
     def __post_init__(self) -> None:
         self.rank, self.world = _distributed()
         self.device = _device(self.recipe.training.device, self.rank)
-        self.spec = self.recipe.hr if self.phase == "hr" else self.recipe.ar
+        if self.phase not in PHASES:
+            raise RecipeError(f"unknown phase {self.phase!r}; phases: {', '.join(PHASES)}")
+        self.spec = getattr(self.recipe, self.phase)
         self.labels = get_label_set(self.recipe.dataset.classes)
-        kind = "single" if self.phase == "hr" else "arseg"
+        kind = "arseg" if self.phase == "ar" else "single"
         m = self.recipe.model
         self.config = ModelConfig(m.arch, self.labels, kind, m.lr_scale, m.window, m.scaled_attention)
         torch.manual_seed(self.recipe.training.seed)
@@ -417,6 +437,11 @@ class Trainer:
                 frame = normalize(item["frame"][None].to(self.device))
                 if self.phase == "hr":
                     logits = self.model(frame)
+                elif self.phase == "lr":
+                    size = tuple(frame.shape[-2:])
+                    small = resize(frame, lr_size(size, self.config.lr_scale), align_corners=True)
+                    logits = self.model.classify(self.model.features(small))  # as ARSeg.forward_constant
+                    logits = resize(logits, size, self.model.logits_align_corners)
                 else:
                     _, key_feature = self.model.forward_key(normalize(item["key"][None].to(self.device)))
                     displacement = item["displacement"][None].to(self.device)
@@ -435,7 +460,9 @@ class Trainer:
         iters = self.spec.epochs * len(loader)
         scheduler = _schedule(optimizer, self.spec, max(1, iters))
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        objective: nn.Module = PhaseLoss(self.model, self.phase, self.config.arch, self.spec.fst_weight)
+        objective: nn.Module = PhaseLoss(
+            self.model, self.phase, self.config.arch, self.spec.fst_weight, self.config.lr_scale
+        )
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
@@ -489,6 +516,8 @@ class Trainer:
 
     def _save(self, epoch, miou, best, losses, optimizer, scheduler, seconds) -> float:
         meta = {"phase": self.phase, "epoch": epoch + 1, "val_miou": miou}
+        if self.phase == "lr":
+            meta["input_scale"] = self.config.lr_scale
         save_checkpoint(self.dir / "last.pt", self.model, self.config, meta)
         if math.isfinite(miou) and miou > best:
             best = miou
@@ -520,9 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arseg-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("phase", choices=["hr", "ar"], help="hr: phase 1 (HR network); ar: phase 2 (LR + CReFF, FST)")
+    parser.add_argument(
+        "phase",
+        choices=PHASES,
+        help="hr: phase 1 (HR network); ar: phase 2 (LR + CReFF, FST); lr: the constant-LR baseline network",
+    )
     parser.add_argument("--recipe", required=True, help="YAML recipe (config/train/*.yaml)")
-    parser.add_argument("--out", required=True, help="run folder; phases write <out>/hr and <out>/ar")
+    parser.add_argument("--out", required=True, help="run folder; phases write <out>/hr, <out>/ar and <out>/lr")
     parser.add_argument("--hr", dest="hr_checkpoint", help="phase 2: HR checkpoint (default <out>/hr/best.pt)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/<phase>/last_state.pt")
     parser.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations (smoke tests)")

@@ -16,9 +16,11 @@ from arseg_ros.data.bags import BagError, packets_from_bag, read_images
 from arseg_ros.data.synthetic import driving_clip, panning_clip
 from arseg_ros.engine import EngineConfig, StreamSegmenter
 from arseg_ros.evaluate import main as eval_main
+from arseg_ros.evaluate import with_lr_network
 from arseg_ros.labels import CAMVID
 from arseg_ros.metrics import ConfusionMatrix
-from arseg_ros.model import ModelConfig, build_model, save_checkpoint
+from arseg_ros.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from arseg_ros.model.base import resize
 
 W, H, N = 96, 64, 12
 VIDEO = "/camera/video"
@@ -143,6 +145,31 @@ def test_distance_bins_follow_presentation_order(model_file, bframes):
     results += engine.flush()
     assert [r.stamp_ns for r in results] == list(range(14))
     assert [r.gop_distance for r in results] == [i % 6 for i in range(14)]
+
+
+def test_constant_lr_mode_can_run_a_separately_trained_network(bag, model_file, tmp_path, capsys):
+    torch.manual_seed(1)
+    config = ModelConfig(arch="bisenet18", labels=CAMVID, kind="single")
+    single = build_model(config).eval()
+    lr_file = tmp_path / "lr.pt"
+    save_checkpoint(lr_file, single, config, {"phase": "lr", "input_scale": 0.5})
+    model, ckpt = load_checkpoint(model_file)
+    baseline = with_lr_network(model, ckpt.config, str(lr_file)).eval()
+    frame = torch.rand(1, 3, H, W)
+    with torch.no_grad():
+        logits = single.classify(single.features(model.downscale(frame)))
+        expected = resize(logits, (H, W), single.logits_align_corners)
+        torch.testing.assert_close(baseline.forward_constant(frame, 0.5), expected)
+        assert not torch.allclose(model.forward_constant(frame, 0.5), expected)  # the model itself is unchanged
+    base = ["--bag", str(bag), "--topic", VIDEO, "--labels-topic", "/camera/labels", "--model", str(model_file)]
+    base += ["--mode", "lr", "--device", "cpu", "--quiet", "--out", str(tmp_path / "eval")]
+    assert eval_main([*base, "--lr-model", str(lr_file)]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["lr_network"] == str(lr_file)
+    save_checkpoint(tmp_path / "quarter.pt", single, config, {"phase": "lr", "input_scale": 0.25})
+    assert eval_main([*base, "--lr-model", str(tmp_path / "quarter.pt")]) == 2
+    assert "trained at input scale 0.25, the model runs LR at 0.5" in capsys.readouterr().err
+    assert eval_main([*base, "--lr-model", str(model_file)]) == 2
+    assert "must be a single bisenet18 network" in capsys.readouterr().err
 
 
 def test_bad_input_names_the_problem(bag, model_file, tmp_path, capsys):

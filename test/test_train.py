@@ -87,6 +87,20 @@ def test_phase2_can_start_the_lr_network_from_the_hr_weights(recipe_file, tmp_pa
     assert not torch.equal(fresh["context_path.backbone.conv1.weight"], hr["context_path.backbone.conv1.weight"])
 
 
+def test_constant_lr_baseline_trains_one_network_on_downscaled_frames(recipe_file, tmp_path):
+    out = tmp_path / "run"
+    assert main(["lr", "--recipe", str(recipe_file), "--out", str(out), "--max-iters", "2", "--quiet"]) == 0
+    model, ckpt = load_checkpoint(out / "lr" / "last.pt")
+    assert ckpt.config.kind == "single" and ckpt.metadata["phase"] == "lr" and ckpt.metadata["input_scale"] == 0.5
+    recipe = load_recipe(recipe_file)
+    assert recipe.lr == recipe.hr  # no lr section: the hr section's settings
+    seen = []
+    model.context_path.backbone.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-2:]))
+    frame, labels, _, _ = fixed_batch()
+    loss, _ = PhaseLoss(model.train(), "lr", "bisenet18", 1.0, lr_scale=0.5)(frame, labels)
+    assert torch.isfinite(loss) and seen == [(32, 48)]
+
+
 def test_resume_continues_from_the_last_epoch(recipe_file, tmp_path):
     out = tmp_path / "run"
     recipe = load_recipe(recipe_file)
@@ -107,10 +121,10 @@ def fixed_batch(n=2):
     return frame, labels, key, displacement
 
 
-@pytest.mark.parametrize("phase", ["hr", "ar"])
+@pytest.mark.parametrize("phase", ["hr", "ar", "lr"])
 def test_loss_is_finite_and_decreases_on_a_fixed_batch(phase):
     torch.manual_seed(0)
-    kind = "single" if phase == "hr" else "arseg"
+    kind = "arseg" if phase == "ar" else "single"
     model = build_model(ModelConfig(arch="bisenet18", labels=CAMVID, kind=kind))
     if phase == "ar":
         for p in model.hr.parameters():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SegmentationNetwork, check_frame, resize
+from .base import SegmentationNetwork, check_frame, lr_size, resize
 from .creff import CReFF
 
 
@@ -76,8 +76,7 @@ class ARSeg(nn.Module):
 
     def lr_size(self, size: tuple[int, int], scale: float | None = None) -> tuple[int, int]:
         """Frame size ``(H, W)`` -> the downscaled size ``(round(H * s), round(W * s))``."""
-        s = self.lr_scale if scale is None else scale
-        return max(1, round(size[0] * s)), max(1, round(size[1] * s))
+        return lr_size(size, self.lr_scale if scale is None else scale)
 
     def downscale(self, frame: Tensor, scale: float | None = None) -> Tensor:
         """Bilinear (``align_corners=True``) downscale of ``(N, 3, H, W)`` to ``lr_size``."""

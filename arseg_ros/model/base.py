@@ -40,6 +40,11 @@ def check_frame(x: Tensor, min_size: int, what: str = "frame") -> None:
         )
 
 
+def lr_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """Frame size ``(H, W)`` -> the size downscaled by ``scale``: ``(round(H * s), round(W * s))``, at least 1."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def resize(x: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
     """Bilinear resize of ``(N, C, h, w)`` to ``size = (H, W)``; returns ``x`` itself when the size matches."""
     if tuple(x.shape[-2:]) == tuple(size):
