@@ -270,8 +270,8 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
     lines = [
         title,
         "",
-        f"Model {Path(args.model).name} ({arch}); {source}. Constant LR: "
-        f"{Path(args.lr_model).name if args.lr_model else 'the LR branch of the AR-Seg model, without CReFF'}.",
+        f"Model {args.model} ({arch}); {source}. Constant LR: "
+        f"{args.lr_model or 'the LR branch of the AR-Seg model, without CReFF'}.",
         "",
         report_table(summaries),
         "",
