@@ -270,8 +270,7 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
     lines = [
         title,
         "",
-        f"Model {args.model} ({arch}); {source}. Constant LR: "
-        f"{args.lr_model or 'the LR branch of the AR-Seg model, without CReFF'}.",
+        f"Model {args.model} ({arch}); {source}. Constant LR: {_lr_network(args)}.",
         "",
         report_table(summaries),
         "",
@@ -287,6 +286,11 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
         )
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _lr_network(args: argparse.Namespace) -> str:
+    """What the constant-LR mode runs: the ``--lr-model`` path, or the AR-Seg model's own LR branch."""
+    return args.lr_model or "the LR branch of the AR-Seg model, without CReFF"
 
 
 def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
@@ -354,8 +358,8 @@ def _finish(
     summaries = [r.summary() for r in results]
     names = _plots(out, summaries, labels, results) if plots else []
     source = {"prepared": str(args.prepared)} if args.prepared else {"bag": str(args.bag)}
-    lr_network = args.lr_model or "the LR branch of the AR-Seg model, without CReFF"
-    (out / "metrics.json").write_text(json.dumps({**source, "lr_network": lr_network, "modes": summaries}, indent=2))
+    metrics = {**source, "lr_network": _lr_network(args), "modes": summaries}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_report(out, summaries, names, args, arch)
     return summaries
 

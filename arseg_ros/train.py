@@ -329,7 +329,7 @@ class PhaseLoss(nn.Module):
             size = tuple(frame.shape[-2:])
             out = self.model.forward_train(resize(frame, lr_size(size, self.lr_scale), align_corners=True))
             aux = {k: resize(v, size, False) if v.ndim == 4 else v for k, v in out.aux.items()}
-            logits = resize(out.logits, size, self.model.logits_align_corners)
+            logits = resize(self.model.classify(out.feature), size, self.model.logits_align_corners)
             seg = segmentation_loss(self.arch, logits, aux, labels)
             return seg, {"seg": seg.detach()}
         model: ARSeg = self.model

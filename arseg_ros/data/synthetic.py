@@ -58,17 +58,17 @@ class SyntheticClip:
 
 def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``(C, *x.shape)``: ``field`` ``(C, H, W)`` sampled bilinearly at pixel positions ``(x, y)``, clamped to
-    the image."""
+    the image (``grid_sample`` with ``align_corners=True``: pixel centres at integer positions)."""
     h, w = field.shape[1:]
-    x = np.clip(x, 0, w - 1)
-    y = np.clip(y, 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = x - x0, y - y0
-    top = field[:, y0, x0] * (1 - fx) + field[:, y0, x1] * fx
-    bottom = field[:, y1, x0] * (1 - fx) + field[:, y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    grid = np.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], axis=-1).reshape(1, 1, -1, 2)
+    sampled = F.grid_sample(
+        torch.from_numpy(np.ascontiguousarray(field, np.float32))[None],
+        torch.from_numpy(grid.astype(np.float32)),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )
+    return sampled[0, :, 0].numpy().reshape(field.shape[0], *x.shape)
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, base: tuple[int, int, int], amount: float) -> np.ndarray:
