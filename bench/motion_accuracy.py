@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from arseg_ros.codec import HevcParser
+from arseg_ros.codec.bitstream_motion import HevcMotionStream
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
-from arseg_ros.codec.hevc import motion_field
 from arseg_ros.codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
 from arseg_ros.data.synthetic import EgoMotion, SyntheticClip, driving_clip
 from arseg_ros.labels import CAMVID
@@ -40,7 +39,7 @@ GROUND = [CAMVID.names.index("Road"), CAMVID.names.index("Pavement")]
 
 
 def accumulate(fields: list[MotionField]) -> dict[int, AccumulatedMotion]:
-    """Accumulate fields given in decode order; results by POC."""
+    """Accumulate fields given in decode order, keyframes at IRAP pictures as the engine does; results by POC."""
     acc = MotionAccumulator()
     return {f.poc: acc.push(f, is_keyframe=f.is_irap) for f in fields}
 
@@ -63,12 +62,13 @@ def exact_vectors(field: MotionField, clip: SyntheticClip) -> MotionField:
 def measure(name: str, seed: int, width: int, height: int, crf: int) -> dict[str, float]:
     (speed, yaw), moving, bframes = CASES[name]
     clip = driving_clip(width, height, 12, seed=seed, ego=EgoMotion(speed=speed, yaw_rate=yaw), moving_objects=moving)
-    parser = HevcParser(motion=True)
-    fields = []
+    stream = HevcMotionStream()  # the engine's motion path
+    pictures = []
     for packet in encode_frames(clip.frames, EncoderSettings(codec="hevc", keyint=12, bframes=bframes, crf=crf)):
-        fields += [motion_field(p) for p in parser.feed_access_unit(packet.data)]
-    got = accumulate(fields)[11]
-    exact = accumulate([f if f.is_irap else exact_vectors(f, clip) for f in fields])[11]
+        pictures += stream.feed(packet.data)
+    pictures += stream.flush()
+    got = next(p.motion for p in pictures if p.field.poc == 11)
+    exact = accumulate([p.field if p.field.is_irap else exact_vectors(p.field, clip) for p in pictures])[11]
     hb, wb = got.valid.shape
     truth = clip.displacement[11].reshape(2, hb, 4, wb, 4).mean(axis=(2, 4))
     visible = clip.valid[11].reshape(hb, 4, wb, 4).all(axis=(1, 3))
