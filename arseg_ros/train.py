@@ -16,8 +16,9 @@ fly (``arseg_ros.data.pairs``).
 
 ``lr`` trains the constant-resolution baseline the paper compares against: the same network, on its own,
 on frames downscaled by ``model.lr_scale`` (logits resized back to the labels), with the ``lr`` section of the
-recipe (the ``hr`` section's settings where the recipe has none). ``arseg-eval --lr-model`` runs it as the
-constant-LR mode.
+recipe (the ``hr`` section's settings where the recipe has none); with ``lr.init_from_hr`` it starts from the
+phase-1 network's weights, as phase 2's LR network does, so that the two differ only by CReFF and FST.
+``arseg-eval --lr-model`` runs it as the constant-LR mode.
 
 Every epoch writes ``last.pt`` (the model, loadable by ``arseg-segment``), ``last_state.pt`` (optimizer,
 schedule and epoch, for ``--resume``) and a row of ``metrics.csv``; the best validation mIoU, measured
@@ -99,9 +100,9 @@ class ModelSpec:
 class PhaseSpec:
     """One phase: epochs, batch, optimizer (``sgd`` or ``adam``), learning rate and its schedule (``poly`` or
     ``cosine``), crop ``[h, w]``, scale range, and for phase 2 the FST weight, the stage without CReFF, the
-    keyframe gap and the synthetic motion range. ``init_from_hr``: phase 2 starts the LR network from the HR
-    network's weights (the paper does so for BiSeNet on Cityscapes) instead of from ``model.pretrained_backbone``
-    or random weights."""
+    keyframe gap and the synthetic motion range. ``init_from_hr`` (phases ``ar`` and ``lr``): the LR network
+    starts from the HR network's weights (the paper does so for BiSeNet on Cityscapes) instead of from
+    ``model.pretrained_backbone`` or random weights."""
 
     epochs: int = 10
     batch_size: int = 8
@@ -203,6 +204,8 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
             raise RecipeError(f"recipe {name}: optimizer must be sgd or adam, schedule poly or cosine")
         if phase.epochs < 1 or phase.batch_size < 1 or phase.lr <= 0:
             raise RecipeError(f"recipe {name}: epochs, batch_size and lr must be positive")
+    if recipe.hr.init_from_hr:
+        raise RecipeError("recipe hr: init_from_hr is for the ar and lr sections; phase 1 trains the HR network itself")
     return recipe
 
 
@@ -377,19 +380,27 @@ class Trainer:
             _load_backbone(self.model, m.pretrained_backbone)
         if self.phase == "ar":
             self._load_hr()
+        elif self.phase == "lr" and self.spec.init_from_hr:
+            self.model.load_state_dict(self._hr_state(), strict=True)
         self.model.to(self.device)
         self.amp = self.recipe.training.amp and self.device.type == "cuda"
         self.dir = self.out / self.phase
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _load_hr(self) -> None:
+    def _hr_state(self) -> dict[str, torch.Tensor]:
+        """The HR network's weights from ``--hr`` (default ``<out>/hr/best.pt``), also from an AR-Seg checkpoint."""
         path = self.hr_checkpoint or self.out / "hr" / "best.pt"
         ckpt = read_checkpoint(path)
         if ckpt.config.arch != self.config.arch or ckpt.config.labels.names != self.labels.names:
             raise CheckpointError(f"{path} is a {ckpt.config.arch} model for other classes than this recipe's")
-        state = ckpt.state_dict
         if ckpt.config.kind == "arseg":
-            state = {k.removeprefix("hr."): v for k, v in state.items() if k.startswith("hr.")}
+            return {k.removeprefix("hr."): v for k, v in ckpt.state_dict.items() if k.startswith("hr.")}
+        if ckpt.metadata.get("input_scale", 1.0) != 1.0:
+            raise CheckpointError(f"{path} is a constant-LR network (arseg-train lr), not the HR network")
+        return ckpt.state_dict
+
+    def _load_hr(self) -> None:
+        state = self._hr_state()
         self.model.hr.load_state_dict(state, strict=True)
         if self.spec.init_from_hr:
             self.model.lr.load_state_dict(state, strict=True)
@@ -556,7 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", required=True, help="YAML recipe (config/train/*.yaml)")
     parser.add_argument("--out", required=True, help="run folder; phases write <out>/hr, <out>/ar and <out>/lr")
-    parser.add_argument("--hr", dest="hr_checkpoint", help="phase 2: HR checkpoint (default <out>/hr/best.pt)")
+    parser.add_argument(
+        "--hr",
+        dest="hr_checkpoint",
+        help="the HR checkpoint phase 2 (and lr with init_from_hr) starts from (default <out>/hr/best.pt)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from <out>/<phase>/last_state.pt")
     parser.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations (smoke tests)")
     parser.add_argument("--device", help="override the recipe's device (auto, cpu, cuda)")

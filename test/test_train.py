@@ -14,6 +14,7 @@ from arseg_ros.data.pairs import Augmentation, MotionRange, synthetic_keyframe, 
 from arseg_ros.data.synthetic import panning_clip
 from arseg_ros.labels import CAMVID, colorize
 from arseg_ros.model import ARSeg, ModelConfig, build_model, load_checkpoint
+from arseg_ros.model.checkpoint import CheckpointError
 from arseg_ros.model.creff import warp
 from arseg_ros.train import PhaseLoss, RecipeError, Trainer, load_recipe, main
 
@@ -99,6 +100,25 @@ def test_constant_lr_baseline_trains_one_network_on_downscaled_frames(recipe_fil
     frame, labels, _, _ = fixed_batch()
     loss, _ = PhaseLoss(model.train(), "lr", "bisenet18", 1.0, lr_scale=0.5)(frame, labels)
     assert torch.isfinite(loss) and seen == [(32, 48)]
+
+
+def test_constant_lr_baseline_can_start_from_the_hr_weights(recipe_file, tmp_path):
+    out = tmp_path / "run"
+    recipe = load_recipe(recipe_file)
+    Trainer("hr", recipe, out, max_iters=1, progress=False).run()
+    hr, _ = load_checkpoint(out / "hr" / "best.pt")
+    fresh = Trainer("lr", recipe, out, progress=False).model.state_dict()
+    recipe.lr.init_from_hr = True
+    started = Trainer("lr", recipe, out, progress=False).model.state_dict()
+    for key, value in hr.state_dict().items():
+        torch.testing.assert_close(started[key], value)
+    key = "context_path.backbone.conv1.weight"
+    assert not torch.equal(fresh[key], hr.state_dict()[key])
+    Trainer("lr", recipe, out, max_iters=1, progress=False).run()
+    with pytest.raises(CheckpointError, match="constant-LR network"):
+        Trainer("lr", recipe, tmp_path / "other", hr_checkpoint=out / "lr" / "last.pt", progress=False)
+    with pytest.raises(CheckpointError, match="constant-LR network"):
+        Trainer("ar", recipe, tmp_path / "other", hr_checkpoint=out / "lr" / "last.pt", progress=False)
 
 
 def test_resume_continues_from_the_last_epoch(recipe_file, tmp_path):
@@ -218,12 +238,23 @@ def test_recipe_errors_name_the_key(tmp_path, recipe_file):
     (tmp_path / "c.yaml").write_text("optimiser: {}\n")
     with pytest.raises(RecipeError, match="unknown recipe key 'optimiser'"):
         load_recipe(tmp_path / "c.yaml")
+    bad = yaml.safe_load(recipe_file.read_text())
+    bad["hr"]["init_from_hr"] = True
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(RecipeError, match="recipe hr: init_from_hr is for the ar and lr sections"):
+        load_recipe(tmp_path / "d.yaml")
 
 
 def test_shipped_recipes_load():
     root = Path(__file__).resolve().parents[1] / "config" / "train"
     names = sorted(p.name for p in root.glob("*.yaml"))
-    assert names == ["camvid_cpu.yaml", "camvid_paper.yaml", "cityscapes_paper.yaml", "demo_synthetic.yaml"]
+    assert names == [
+        "camvid_cpu.yaml",
+        "camvid_paper.yaml",
+        "cityscapes_paper.yaml",
+        "demo_synthetic.yaml",
+        "synthetic_cpu.yaml",
+    ]
     for path in root.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.ar.fst_weight == 1.0
