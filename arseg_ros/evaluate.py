@@ -18,12 +18,14 @@ the labelled frames: AR-Seg's LR + CReFF at d > 0, the HR network at d = 0; in A
 are counted in the engine's HR frames). FPS there is labelled frames per second of the whole replay.
 
 The constant-LR mode runs the AR-Seg model's LR network without CReFF, or with ``--lr-model`` a network trained
-on its own at the LR scale (``arseg-train lr``), the baseline the paper compares against."""
+on its own at the LR scale (``arseg-train lr``), the baseline the paper compares against. ``--mode hr`` also takes
+a phase-1 checkpoint (a single HR network, ``arseg-train hr``) as ``--model``."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import sys
@@ -41,7 +43,7 @@ from .data.prepared import PreparedClips
 from .engine import EngineConfig, SegResult, StreamSegmenter
 from .labels import LabelSet, colorize
 from .metrics import ConfusionMatrix
-from .model import ARSeg, CheckpointError, ModelConfig, load_checkpoint
+from .model import ARSeg, CheckpointError, ModelConfig, SegmentationNetwork, build_model, load_checkpoint
 from .model.flops import compute_report
 
 log = logging.getLogger(__name__)
@@ -310,10 +312,25 @@ def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
     return baseline
 
 
+def hr_only(network: SegmentationNetwork, config: ModelConfig) -> tuple[ARSeg, ModelConfig]:
+    """A single HR network (phase 1) as the HR branch of an AR-Seg model, for ``--mode hr``; its LR branch and
+    CReFF are untrained and never run."""
+    arseg_config = dataclasses.replace(config, kind="arseg")
+    model = build_model(arseg_config)
+    model.hr.load_state_dict(network.state_dict(), strict=True)
+    model.share_classifier()
+    return model.eval(), arseg_config
+
+
 def evaluate(args: argparse.Namespace) -> list[dict]:
     model, ckpt = load_checkpoint(args.model, device="cpu")
     if not isinstance(model, ARSeg):
-        raise CheckpointError(f"{args.model} holds a single network; arseg-eval needs an AR-Seg checkpoint")
+        if args.mode != "hr" or ckpt.metadata.get("input_scale", 1.0) != 1.0:
+            raise CheckpointError(
+                f"{args.model} holds a single network: it runs only as --mode hr, and only if it is an HR network "
+                "(arseg-train hr); the other modes need an AR-Seg checkpoint (arseg-train ar)"
+            )
+        model, ckpt.config = hr_only(model, ckpt.config)
     labels = ckpt.config.labels
     modes = MODES if args.mode == "all" else (args.mode,)
     models = {mode: model for mode in modes}
@@ -389,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--prepared", help="a split folder of arseg-prepare (holding manifest.json) instead of a bag")
     parser.add_argument("--topic", help="video topic of --bag (CompressedImage, FFMPEGPacket, CompressedVideo)")
     parser.add_argument("--labels-topic", help="sensor_msgs/Image mono8 labels with the video's stamps")
-    parser.add_argument("--model", required=True, help="AR-Seg checkpoint")
+    parser.add_argument("--model", required=True, help="AR-Seg checkpoint (with --mode hr also a phase-1 HR network)")
     parser.add_argument("--mode", choices=[*MODES, "all"], default="ar")
     parser.add_argument("--lr-model", help="constant-LR mode: a network trained at the LR scale (arseg-train lr)")
     parser.add_argument("--out", default="eval_out", help="folder for metrics.json, report.md and plots")

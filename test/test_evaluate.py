@@ -172,6 +172,26 @@ def test_constant_lr_mode_can_run_a_separately_trained_network(bag, model_file, 
     assert "must be a single bisenet18 network" in capsys.readouterr().err
 
 
+def test_hr_mode_takes_a_phase1_network(bag, model_file, tmp_path, capsys):
+    model, _ = load_checkpoint(model_file)
+    config = ModelConfig(arch="bisenet18", labels=CAMVID, kind="single")
+    hr_file = tmp_path / "hr.pt"
+    save_checkpoint(hr_file, model.hr, config, {"phase": "hr"})
+    base = ["--bag", str(bag), "--topic", VIDEO, "--labels-topic", "/camera/labels", "--device", "cpu", "--quiet"]
+    for name, path in (("from_ar", model_file), ("from_hr", hr_file)):
+        assert eval_main([*base, "--model", str(path), "--mode", "hr", "--out", str(tmp_path / name)]) == 0
+    from_ar, from_hr = (
+        json.loads((tmp_path / n / "metrics.json").read_text())["modes"][0] for n in ("from_ar", "from_hr")
+    )
+    assert from_hr["mode"] == "hr" and from_hr["labelled_frames"] == N
+    assert from_hr["miou_d"] == from_ar["miou_d"] and from_hr["gmacs_per_frame"] == from_ar["gmacs_per_frame"]
+    assert eval_main([*base, "--model", str(hr_file), "--mode", "ar", "--out", str(tmp_path / "x")]) == 2
+    assert "runs only as --mode hr" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "lr.pt", model.hr, config, {"phase": "lr", "input_scale": 0.5})
+    assert eval_main([*base, "--model", str(tmp_path / "lr.pt"), "--mode", "hr", "--out", str(tmp_path / "y")]) == 2
+    assert "only if it is an HR network" in capsys.readouterr().err
+
+
 def test_bad_input_names_the_problem(bag, model_file, tmp_path, capsys):
     base = ["--model", str(model_file), "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu"]
     assert eval_main(["--bag", str(bag), "--topic", "/nope", *base]) == 2
