@@ -449,10 +449,7 @@ class Trainer:
                 if self.phase == "hr":
                     logits = self.model(frame)
                 elif self.phase == "lr":
-                    size = tuple(frame.shape[-2:])
-                    small = resize(frame, lr_size(size, self.config.lr_scale), align_corners=True)
-                    logits = self.model.classify(self.model.features(small))  # as ARSeg.forward_constant
-                    logits = resize(logits, size, self.model.logits_align_corners)
+                    logits = self.model.forward_downscaled(frame, self.config.lr_scale)
                 else:
                     _, key_feature = self.model.forward_key(normalize(item["key"][None].to(self.device)))
                     displacement = item["displacement"][None].to(self.device)

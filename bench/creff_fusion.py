@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from arseg_ros.data.pairs import to_unit_tensor
 from arseg_ros.data.prepared import PreparedClips
 from arseg_ros.metrics import ConfusionMatrix
 from arseg_ros.model.arseg import ARSeg
@@ -46,7 +47,7 @@ DISTANCES = ("upsampled LR feature", "fused feature", "warped keyframe feature")
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> normalised ``(1, 3, H, W)`` float."""
-    return normalize(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
+    return normalize(to_unit_tensor(image)[None])
 
 
 def _labels(model: ARSeg, frame: torch.Tensor, key_feature: torch.Tensor, displacement: torch.Tensor) -> np.ndarray:

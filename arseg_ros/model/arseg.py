@@ -112,5 +112,4 @@ class ARSeg(nn.Module):
         if scale == 1.0:
             return self.hr(frame)
         check_frame(frame, 1)
-        logits = self.lr.classify(self.lr.features(self.downscale(frame, scale)))
-        return resize(logits, tuple(frame.shape[-2:]), self.lr.logits_align_corners)
+        return self.lr.forward_downscaled(frame, scale)

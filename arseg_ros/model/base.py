@@ -96,6 +96,13 @@ class SegmentationNetwork(nn.Module):
         """Frame ``(N, 3, H, W)`` -> logits ``(N, K, H, W)``."""
         return resize(self.classify(self.features(x)), tuple(x.shape[-2:]), self.logits_align_corners)
 
+    def forward_downscaled(self, x: Tensor, scale: float) -> Tensor:
+        """Frame ``(N, 3, H, W)`` downscaled by ``scale`` (bilinear, ``align_corners=True``, to ``lr_size``) ->
+        logits ``(N, K, H, W)`` resized back to the frame: the constant-LR baseline."""
+        size = tuple(x.shape[-2:])
+        small = resize(x, lr_size(size, scale), align_corners=True)
+        return resize(self.classify(self.features(small)), size, self.logits_align_corners)
+
     def forward_train(self, x: Tensor) -> SegOutput:
         """Frame -> logits at the input size, the feature, and the auxiliary-head outputs."""
         check_frame(x, self.min_input_size)
