@@ -10,12 +10,18 @@ For every clip (decoded keyframe, decoded frame at gap d, bitstream displacement
 - AR-Seg, exact alignment: the frame's own HR feature as the keyframe feature, zero displacement, i.e. what
   perfect motion and no change since the keyframe would give;
 - AR-Seg, unrelated keyframe: the keyframe feature of another clip, warped by this clip's motion;
+- warped keyframe alone: the keyframe's HR feature warped by the bitstream motion and classified by the shared
+  classifier, without the LR feature (motion compensation of the keyframe's result, no fusion);
 - LR branch alone: the LR network on the downscaled frame, no CReFF.
 
-and the mean squared distance (per element, as FST measures it) from the frame's HR feature to the upsampled LR
-feature, to the fused feature and to the warped keyframe feature. If exact alignment scores like AR-Seg, motion is
-not what limits it; if the fused feature is farther from the HR feature than the warped keyframe feature, the
-fusion discards what the keyframe offers.
+the mean squared distance (per element, as FST measures it) from the frame's HR feature to the upsampled LR
+feature, to the fused feature and to the warped keyframe feature, and the mean attention weight CReFF gives the
+centre of its window (the keyframe position the motion points to; uniform attention gives 1 / window**2), with the
+real keyframe and with exact alignment. If exact alignment scores like AR-Seg, motion is
+not what limits it; if the fused feature is farther from the HR feature than the warped keyframe feature, or the
+warped keyframe alone scores above AR-Seg, the fusion discards what the keyframe offers; a centre weight near the
+uniform one, even with exact alignment, says the attention spreads the keyframe feature over the window instead of
+picking the aligned position.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from arseg_ros.data.pairs import to_unit_tensor
@@ -33,16 +40,19 @@ from arseg_ros.metrics import ConfusionMatrix
 from arseg_ros.model.arseg import ARSeg
 from arseg_ros.model.base import normalize, resize
 from arseg_ros.model.checkpoint import load_checkpoint
-from arseg_ros.model.creff import warp
+from arseg_ros.model.creff import CReFF, warp
 
 MODES = (
     "constant HR",
     "AR-Seg",
     "AR-Seg, exact alignment",
     "AR-Seg, unrelated keyframe",
+    "warped keyframe alone",
     "LR branch alone",
 )
 DISTANCES = ("upsampled LR feature", "fused feature", "warped keyframe feature")
+CENTRE_WEIGHTS = ("AR-Seg", "AR-Seg, exact alignment")
+Figures = dict[str, float]  # one figure per mode, feature or keyframe
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -54,14 +64,33 @@ def _labels(model: ARSeg, frame: torch.Tensor, key_feature: torch.Tensor, displa
     return model.forward_nonkey(model.downscale(frame), key_feature, displacement).argmax(1)[0].numpy()
 
 
-def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(mIoU % per mode, mean squared distance to the frame's HR feature per feature) over the first ``limit``
-    clips."""
+def _classified(model: ARSeg, feature: torch.Tensor, displacement: torch.Tensor) -> np.ndarray:
+    """A feature on the keyframe-feature grid through the shared classifier, resized to the frame."""
+    logits = resize(model.hr.classify(feature), tuple(displacement.shape[-2:]), model.hr.logits_align_corners)
+    return logits.argmax(1)[0].numpy()
+
+
+def _centre_weight(creff: CReFF, upsampled: torch.Tensor, key_feature: torch.Tensor) -> float:
+    """Mean softmax weight of the window centre in CReFF's attention of ``upsampled`` (the LR feature on the
+    keyframe grid) over ``key_feature`` (both ``(1, C, h, w)``); out-of-image positions have logit 0 (zero padding),
+    as in ``local_attention``."""
+    q, k = creff.conv_q(upsampled), creff.conv_k(key_feature)
+    window = creff.attention.window
+    _, c, h, w = q.shape
+    keys = F.unfold(k, window, padding=window // 2).view(1, c, window * window, h, w)
+    logits = (q[:, :, None] * keys).sum(1) * creff.attention.scale
+    return logits.softmax(1)[:, window * window // 2].mean().item()
+
+
+def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Figures, Figures]:
+    """(mIoU % per mode, mean squared distance to the frame's HR feature per feature, mean centre weight of the
+    attention with the real keyframe and with exact alignment) over the first ``limit`` clips."""
     n = min(limit, len(clips))
     if n < 2:
         raise SystemExit(f"{clips.folder} has {len(clips)} clip(s); the unrelated-keyframe mode needs at least 2")
     matrices = {mode: ConfusionMatrix(model.num_classes) for mode in MODES}
     sums = dict.fromkeys(DISTANCES, 0.0)
+    centre = dict.fromkeys(CENTRE_WEIGHTS, 0.0)
     with torch.inference_mode():
         for i in tqdm(range(n), desc="clips", unit="clip"):
             clip, other = clips.clip(i), clips.clip((i + n // 2) % n)
@@ -77,12 +106,15 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[dict[str, f
             upsampled = resize(lr_feature, tuple(target.shape[-2:]), align_corners=True)
             for name, feature in zip(DISTANCES, (upsampled, fused, warped), strict=True):
                 sums[name] += torch.mean((feature - target) ** 2).item()
+            centre["AR-Seg"] += _centre_weight(model.creff, upsampled, warped)
+            centre["AR-Seg, exact alignment"] += _centre_weight(model.creff, upsampled, target)
             unrelated = model.hr.features(_tensor(other.key))
             predictions = {
                 "constant HR": model.forward_constant(frame, 1.0).argmax(1)[0].numpy(),
                 "AR-Seg": _labels(model, frame, key_feature, displacement),
                 "AR-Seg, exact alignment": _labels(model, frame, target, torch.zeros_like(displacement)),
                 "AR-Seg, unrelated keyframe": _labels(model, frame, unrelated, displacement),
+                "warped keyframe alone": _classified(model, warped, displacement),
                 "LR branch alone": model.forward_constant(frame, model.lr_scale).argmax(1)[0].numpy(),
             }
             for mode, predicted in predictions.items():
@@ -90,10 +122,19 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[dict[str, f
     return (
         {mode: 100.0 * m.miou() for mode, m in matrices.items()},
         {name: total / n for name, total in sums.items()},
+        {name: total / n for name, total in centre.items()},
     )
 
 
-def report(checkpoint: Path, folder: Path, miou: dict[str, float], distance: dict[str, float], n: int) -> str:
+def report(
+    checkpoint: Path,
+    folder: Path,
+    n: int,
+    miou: dict[str, float],
+    distance: dict[str, float],
+    centre: dict[str, float],
+    window: int,
+) -> str:
     lines = [
         f"`{checkpoint}` on {n} clips of `{folder}`",
         "",
@@ -104,6 +145,10 @@ def report(checkpoint: Path, folder: Path, miou: dict[str, float], distance: dic
         "| feature | mean squared distance to the frame's HR feature |",
         "|---|---|",
         *(f"| {name} | {value:.4f} |" for name, value in distance.items()),
+        "",
+        f"| keyframe feature | mean attention weight on the window centre (uniform: {1 / window**2:.4f}) |",
+        "|---|---|",
+        *(f"| {name} | {value:.4f} |" for name, value in centre.items()),
     ]
     return "\n".join(lines) + "\n"
 
@@ -120,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.checkpoint} is a single network; pass an AR-Seg checkpoint (arseg-train ar)")
     model.eval()
     clips = PreparedClips(args.clips)
-    miou, distance = measure(model, clips, args.limit)
-    text = report(args.checkpoint, args.clips, miou, distance, min(args.limit, len(clips)))
+    miou, distance, centre = measure(model, clips, args.limit)
+    n = min(args.limit, len(clips))
+    text = report(args.checkpoint, args.clips, n, miou, distance, centre, model.creff.attention.window)
     print(text)
     if args.out:
         args.out.write_text(text)

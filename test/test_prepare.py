@@ -1,6 +1,7 @@
 """arseg-prepare: manifest, resume, parallel = serial, bitstream motion as the engine sees it, stills' synthesised
 motion, video clips, phase-2 training and evaluation on prepared clips, and bad input."""
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from arseg_ros.evaluate import main as eval_main
 from arseg_ros.labels import CAMVID
 from arseg_ros.model import ModelConfig, build_model, save_checkpoint
 from arseg_ros.model.base import normalize
+from arseg_ros.model.creff import CReFF
 from arseg_ros.prepare import PrepareConfig, load_config, main, prepare_split
 from arseg_ros.train import Trainer, load_recipe
 
@@ -239,6 +241,49 @@ def test_evaluation_on_prepared_clips(prepared, tmp_path, capsys):
     assert modes["ar"]["engine"]["lr"] == 6 and modes["ar"]["engine"]["hr"] == 6
     assert modes["hr"]["gmacs_per_frame"] > modes["ar"]["gmacs_per_frame"] > modes["lr"]["gmacs_per_frame"]
     assert "| AR |" in capsys.readouterr().out
+
+
+def load_bench(name: str):
+    """A script of ``bench/`` as a module (``bench/`` is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_creff_fusion_bench_on_prepared_clips(prepared, model):
+    bench = load_bench("creff_fusion")
+    clips = PreparedClips(prepared)
+    miou, distance, centre = bench.measure(model, clips, limit=len(clips))
+    assert list(miou) == list(bench.MODES) and all(0.0 <= v <= 100.0 for v in miou.values())
+    assert list(distance) == list(bench.DISTANCES) and all(v > 0.0 for v in distance.values())
+    assert list(centre) == list(bench.CENTRE_WEIGHTS) and all(0.0 < v < 1.0 for v in centre.values())
+    clip = clips.clip(0)
+    with torch.inference_mode():
+        frame = normalize(torch.from_numpy(clip.frame).permute(2, 0, 1)[None].float() / 255)
+        still = torch.zeros(1, 2, *clip.labels.shape)
+        # the frame's own HR feature through the shared classifier is the constant-HR result
+        own = bench._classified(model, model.hr.features(frame), still)
+        np.testing.assert_array_equal(own, model.forward_constant(frame, 1.0).argmax(1)[0].numpy())
+    with pytest.raises(SystemExit, match="at least 2"):
+        bench.measure(model, clips, limit=1)
+
+
+def test_creff_fusion_bench_centre_weight_reads_the_attention():
+    bench = load_bench("creff_fusion")
+    creff = CReFF(32, window=7)
+    with torch.no_grad():
+        for conv in (creff.conv_q, creff.conv_k):
+            conv.weight.zero_()
+            conv.weight[:, :, 1, 1] = 1.0  # identity: Q and K are the features themselves
+            conv.bias.zero_()
+        torch.manual_seed(0)
+        feature = 3.0 * torch.randn(1, 32, 9, 12)
+        # a random feature matches itself far better than its neighbours: the weight sits on the centre
+        assert bench._centre_weight(creff, feature, feature) > 0.9
+        # a zero query gives every position of the window (in or out of the image) logit 0: uniform weights
+        assert bench._centre_weight(creff, torch.zeros_like(feature), feature) == pytest.approx(1 / 49)
 
 
 def test_bad_input_names_the_problem(data, tmp_path, capsys):
