@@ -15,13 +15,15 @@ For every clip (decoded keyframe, decoded frame at gap d, bitstream displacement
 - LR branch alone: the LR network on the downscaled frame, no CReFF.
 
 the mean squared distance (per element, as FST measures it) from the frame's HR feature to the upsampled LR
-feature, to the fused feature and to the warped keyframe feature, and the mean attention weight CReFF gives the
-centre of its window (the keyframe position the motion points to; uniform attention gives 1 / window**2), with the
-real keyframe and with exact alignment. If exact alignment scores like AR-Seg, motion is
-not what limits it; if the fused feature is farther from the HR feature than the warped keyframe feature, or the
-warped keyframe alone scores above AR-Seg, the fusion discards what the keyframe offers; a centre weight near the
-uniform one, even with exact alignment, says the attention spreads the keyframe feature over the window instead of
-picking the aligned position.
+feature, to the fused feature, to the warped keyframe feature and to the warped keyframe feature shifted by one
+cell, and the mean attention weight CReFF gives the centre of its window (the keyframe position the motion points
+to; uniform attention gives 1 / window**2), with the real keyframe and with exact alignment.
+
+If exact alignment scores like AR-Seg, motion is not what limits it. If the fused feature is farther from the HR
+feature than the warped keyframe feature, or the warped keyframe alone scores above AR-Seg, the fusion discards
+what the keyframe offers. A centre weight near the uniform one, even with exact alignment, while the warped feature
+matches far better at the centre than one cell off, says the attention spreads the keyframe feature over the
+window instead of picking the aligned position.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ MODES = (
     "warped keyframe alone",
     "LR branch alone",
 )
-DISTANCES = ("upsampled LR feature", "fused feature", "warped keyframe feature")
+DISTANCES = ("upsampled LR feature", "fused feature", "warped keyframe feature", "warped keyframe feature, 1 cell off")
 CENTRE_WEIGHTS = ("AR-Seg", "AR-Seg, exact alignment")
 Figures = dict[str, float]  # one figure per mode, feature or keyframe
 
@@ -68,6 +70,20 @@ def _classified(model: ARSeg, feature: torch.Tensor, displacement: torch.Tensor)
     """A feature on the keyframe-feature grid through the shared classifier, resized to the frame."""
     logits = resize(model.hr.classify(feature), tuple(displacement.shape[-2:]), model.hr.logits_align_corners)
     return logits.argmax(1)[0].numpy()
+
+
+def _mse(feature: torch.Tensor, target: torch.Tensor) -> float:
+    return torch.mean((feature - target) ** 2).item()
+
+
+def _one_cell_off(warped: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean squared distance from ``target`` to ``warped`` shifted by one cell in each of the 8 directions
+    (both ``(1, C, h, w)``, compared on the interior that every shift covers): how sharply the warped keyframe
+    feature matches the frame at the position the motion points to, against its neighbours."""
+    h, w = target.shape[-2:]
+    inner = target[..., 1 : h - 1, 1 : w - 1]
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    return sum(_mse(warped[..., 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx], inner) for dy, dx in shifts) / len(shifts)
 
 
 def _centre_weight(creff: CReFF, upsampled: torch.Tensor, key_feature: torch.Tensor) -> float:
@@ -104,8 +120,12 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Fi
             lr_feature = model.lr.features(model.downscale(frame))
             fused = model.creff(lr_feature, warped)
             upsampled = resize(lr_feature, tuple(target.shape[-2:]), align_corners=True)
-            for name, feature in zip(DISTANCES, (upsampled, fused, warped), strict=True):
-                sums[name] += torch.mean((feature - target) ** 2).item()
+            for name, distance in zip(
+                DISTANCES,
+                (_mse(upsampled, target), _mse(fused, target), _mse(warped, target), _one_cell_off(warped, target)),
+                strict=True,
+            ):
+                sums[name] += distance
             centre["AR-Seg"] += _centre_weight(model.creff, upsampled, warped)
             centre["AR-Seg, exact alignment"] += _centre_weight(model.creff, upsampled, target)
             unrelated = model.hr.features(_tensor(other.key))

@@ -270,7 +270,7 @@ def test_creff_fusion_bench_on_prepared_clips(prepared, model):
         bench.measure(model, clips, limit=1)
 
 
-def test_creff_fusion_bench_centre_weight_reads_the_attention():
+def test_creff_fusion_bench_reads_the_attention_and_the_alignment():
     bench = load_bench("creff_fusion")
     creff = CReFF(32, window=7)
     with torch.no_grad():
@@ -284,6 +284,12 @@ def test_creff_fusion_bench_centre_weight_reads_the_attention():
         assert bench._centre_weight(creff, feature, feature) > 0.9
         # a zero query gives every position of the window (in or out of the image) logit 0: uniform weights
         assert bench._centre_weight(creff, torch.zeros_like(feature), feature) == pytest.approx(1 / 49)
+    # one cell off, a random feature of variance 9 is 18 away from itself; a copy shifted by one cell matches
+    # exactly in one of the 8 directions
+    spread = bench._one_cell_off(feature, feature)
+    assert spread == pytest.approx(18.0, rel=0.1)
+    assert bench._one_cell_off(torch.roll(feature, 1, dims=-1), feature) == pytest.approx(7 / 8 * spread, rel=0.05)
+    assert bench._one_cell_off(torch.ones_like(feature), torch.ones_like(feature)) == 0.0
 
 
 def test_bad_input_names_the_problem(data, tmp_path, capsys):
