@@ -14,10 +14,11 @@ For every clip (decoded keyframe, decoded frame at gap d, bitstream displacement
   classifier, without the LR feature (motion compensation of the keyframe's result, no fusion);
 - LR branch alone: the LR network on the downscaled frame, no CReFF.
 
-the mean squared distance (per element, as FST measures it) from the frame's HR feature to the upsampled LR
-feature, to the fused feature, to the warped keyframe feature and to the warped keyframe feature shifted by one
-cell, and the mean attention weight CReFF gives the centre of its window (the keyframe position the motion points
-to; uniform attention gives 1 / window**2), with the real keyframe and with exact alignment.
+the mean squared distance (per element, as FST measures it, on the cells at least one cell from the border) from
+the frame's HR feature to the upsampled LR feature, to the fused feature, to the warped keyframe feature and to
+the warped keyframe feature shifted by one cell, and the mean attention weight CReFF gives the centre of its
+window (the keyframe position the motion points to; uniform attention gives 1 / window**2), with the real keyframe
+and with exact alignment.
 
 If exact alignment scores like AR-Seg, motion is not what limits it. If the fused feature is farther from the HR
 feature than the warped keyframe feature, or the warped keyframe alone scores above AR-Seg, the fusion discards
@@ -76,12 +77,18 @@ def _mse(feature: torch.Tensor, target: torch.Tensor) -> float:
     return torch.mean((feature - target) ** 2).item()
 
 
+def _interior(feature: torch.Tensor) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, C, h - 2, w - 2)``: the cells at least one cell from the border, where every
+    distance is measured so that the one-cell-off distance compares like with like."""
+    return feature[..., 1:-1, 1:-1]
+
+
 def _one_cell_off(warped: torch.Tensor, target: torch.Tensor) -> float:
     """Mean squared distance from ``target`` to ``warped`` shifted by one cell in each of the 8 directions
     (both ``(1, C, h, w)``, compared on the interior that every shift covers): how sharply the warped keyframe
     feature matches the frame at the position the motion points to, against its neighbours."""
     h, w = target.shape[-2:]
-    inner = target[..., 1 : h - 1, 1 : w - 1]
+    inner = _interior(target)
     shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
     return sum(_mse(warped[..., 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx], inner) for dy, dx in shifts) / len(shifts)
 
@@ -120,11 +127,9 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Fi
             lr_feature = model.lr.features(model.downscale(frame))
             fused = model.creff(lr_feature, warped)
             upsampled = resize(lr_feature, tuple(target.shape[-2:]), align_corners=True)
-            for name, distance in zip(
-                DISTANCES,
-                (_mse(upsampled, target), _mse(fused, target), _mse(warped, target), _one_cell_off(warped, target)),
-                strict=True,
-            ):
+            inner = _interior(target)
+            distances = [_mse(_interior(f), inner) for f in (upsampled, fused, warped)]
+            for name, distance in zip(DISTANCES, [*distances, _one_cell_off(warped, target)], strict=True):
                 sums[name] += distance
             centre["AR-Seg"] += _centre_weight(model.creff, upsampled, warped)
             centre["AR-Seg, exact alignment"] += _centre_weight(model.creff, upsampled, target)
