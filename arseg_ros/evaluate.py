@@ -301,11 +301,10 @@ def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
     single, ckpt = load_checkpoint(path, device="cpu")
     if isinstance(single, ARSeg) or ckpt.config.arch != config.arch or ckpt.config.labels.names != config.labels.names:
         raise CheckpointError(f"--lr-model {path} must be a single {config.arch} network for the model's classes")
-    scale = ckpt.metadata.get("input_scale")
-    if scale is None or abs(float(scale) - model.lr_scale) > 1e-6:
+    if abs(ckpt.input_scale - model.lr_scale) > 1e-6:
         raise CheckpointError(
-            f"--lr-model {path} was trained at input scale {scale}, the model runs LR at {model.lr_scale}; "
-            "train it with arseg-train lr and the model's lr_scale"
+            f"--lr-model {path} was trained at input scale {ckpt.input_scale:g}, the model runs LR at "
+            f"{model.lr_scale}; train it with arseg-train lr and the model's lr_scale"
         )
     baseline = copy.deepcopy(model)
     baseline.lr.load_state_dict(single.state_dict(), strict=True)
@@ -325,7 +324,7 @@ def hr_only(network: SegmentationNetwork, config: ModelConfig) -> tuple[ARSeg, M
 def evaluate(args: argparse.Namespace) -> list[dict]:
     model, ckpt = load_checkpoint(args.model, device="cpu")
     if not isinstance(model, ARSeg):
-        if args.mode != "hr" or ckpt.metadata.get("input_scale", 1.0) != 1.0:
+        if args.mode != "hr" or ckpt.input_scale != 1.0:
             raise CheckpointError(
                 f"{args.model} holds a single network: it runs only as --mode hr, and only if it is an HR network "
                 "(arseg-train hr); the other modes need an AR-Seg checkpoint (arseg-train ar)"

@@ -395,7 +395,7 @@ class Trainer:
             raise CheckpointError(f"{path} is a {ckpt.config.arch} model for other classes than this recipe's")
         if ckpt.config.kind == "arseg":
             return {k.removeprefix("hr."): v for k, v in ckpt.state_dict.items() if k.startswith("hr.")}
-        if ckpt.metadata.get("input_scale", 1.0) != 1.0:
+        if ckpt.input_scale != 1.0:
             raise CheckpointError(f"{path} is a constant-LR network (arseg-train lr), not the HR network")
         return ckpt.state_dict
 

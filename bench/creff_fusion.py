@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from arseg_ros.data.pairs import to_unit_tensor
@@ -43,7 +42,7 @@ from arseg_ros.metrics import ConfusionMatrix
 from arseg_ros.model.arseg import ARSeg
 from arseg_ros.model.base import normalize, resize
 from arseg_ros.model.checkpoint import load_checkpoint
-from arseg_ros.model.creff import CReFF, warp
+from arseg_ros.model.creff import CReFF, local_attention_weights, warp
 
 MODES = (
     "constant HR",
@@ -95,14 +94,10 @@ def _one_cell_off(warped: torch.Tensor, target: torch.Tensor) -> float:
 
 def _centre_weight(creff: CReFF, upsampled: torch.Tensor, key_feature: torch.Tensor) -> float:
     """Mean softmax weight of the window centre in CReFF's attention of ``upsampled`` (the LR feature on the
-    keyframe grid) over ``key_feature`` (both ``(1, C, h, w)``); out-of-image positions have logit 0 (zero padding),
-    as in ``local_attention``."""
-    q, k = creff.conv_q(upsampled), creff.conv_k(key_feature)
+    keyframe grid) over ``key_feature`` (both ``(1, C, h, w)``)."""
     window = creff.attention.window
-    _, c, h, w = q.shape
-    keys = F.unfold(k, window, padding=window // 2).view(1, c, window * window, h, w)
-    logits = (q[:, :, None] * keys).sum(1) * creff.attention.scale
-    return logits.softmax(1)[:, window * window // 2].mean().item()
+    weights = local_attention_weights(creff.conv_q(upsampled), creff.conv_k(key_feature), window, creff.attention.scale)
+    return weights[:, window * window // 2].mean().item()
 
 
 def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Figures, Figures]:

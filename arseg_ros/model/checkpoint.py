@@ -34,6 +34,12 @@ class Checkpoint:
     state_dict: dict[str, Tensor]
     metadata: dict = field(default_factory=dict)
 
+    @property
+    def input_scale(self) -> float:
+        """The input scale a single network was trained at: ``metadata["input_scale"]`` as ``arseg-train lr``
+        writes it, 1.0 (full resolution, an HR network) where the metadata has none."""
+        return float(self.metadata.get("input_scale", 1.0))
+
 
 def save_checkpoint(
     path: str | os.PathLike, model: nn.Module, config: ModelConfig, metadata: dict | None = None

@@ -88,6 +88,25 @@ def _overlap(offset: int, n: int) -> tuple[slice, slice]:
     return slice(max(0, -offset), min(n, n - offset)), slice(max(0, offset), min(n, n + offset))
 
 
+def _window_regions(window: int, h: int, w: int) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """For each window offset ``(dy, dx)``, row-major from ``(-r, -r)`` to ``(r, r)``: the ``_overlap`` slices
+    along y and x."""
+    r = window // 2
+    return [(_overlap(dy, h), _overlap(dx, w)) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+
+def local_attention_weights(q: Tensor, k: Tensor, window: int = 7, scale: float = 1.0) -> Tensor:
+    """The softmax weights of local attention: ``q, k`` ``(N, C, H, W)`` -> ``(N, window**2, H, W)``, offsets
+    row-major (index ``window**2 // 2`` is the centre); out-of-image positions have logit 0."""
+    _check_qkv(q, k, k, window)
+    n, _, h, w = q.shape
+    logits = q.new_zeros(n, window * window, h, w)
+    for i, ((ys, ys_src), (xs, xs_src)) in enumerate(_window_regions(window, h, w)):
+        if ys.start < ys.stop and xs.start < xs.stop:
+            logits[:, i, ys, xs] = (q[:, :, ys, xs] * k[:, :, ys_src, xs_src]).sum(1)
+    return torch.softmax(logits * scale if scale != 1.0 else logits, dim=1)
+
+
 def local_attention_reference(q: Tensor, k: Tensor, v: Tensor, window: int = 7, scale: float = 1.0) -> Tensor:
     """Local attention in plain PyTorch, without materialising the ``window**2``-fold unfolded tensor.
 
@@ -96,16 +115,9 @@ def local_attention_reference(q: Tensor, k: Tensor, v: Tensor, window: int = 7, 
     memory: the ``(N, window**2, H, W)`` logits and weights, one ``(N, C, H, W)`` temporary and the output.
     """
     _check_qkv(q, k, v, window)
-    n, _, h, w = q.shape
-    r = window // 2
-    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    regions = [(_overlap(dy, h), _overlap(dx, w)) for dy, dx in offsets]
-    logits = q.new_zeros(n, window * window, h, w)
-    for i, ((ys, ys_src), (xs, xs_src)) in enumerate(regions):
-        if ys.start < ys.stop and xs.start < xs.stop:
-            logits[:, i, ys, xs] = (q[:, :, ys, xs] * k[:, :, ys_src, xs_src]).sum(1)
-    attn = torch.softmax(logits * scale if scale != 1.0 else logits, dim=1)
-    del logits
+    h, w = q.shape[-2:]
+    regions = _window_regions(window, h, w)
+    attn = local_attention_weights(q, k, window, scale)
     out = torch.zeros_like(q)
     for i, ((ys, ys_src), (xs, xs_src)) in enumerate(regions):
         if ys.start < ys.stop and xs.start < xs.stop:
