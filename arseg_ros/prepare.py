@@ -7,9 +7,10 @@ keyframe to it is encoded with libx265, decoded, and the labelled frame's motion
 and accumulated to the keyframe, through the same functions the engine uses (``arseg_ros.data.clips``). The
 frames come from the dataset's video where it has one (Cityscapes ``leftImg8bit_sequence``, a folder dataset's
 ``sequences/``); for still images (CamVid) they are synthesised by a smooth random camera motion applied to the
-image and its labels (``arseg_ros.data.camera_motion``: constant-velocity zoom, pan and roll ending on the still;
-the bounds ``--motion-zoom``, ``--motion-shift`` and ``--motion-rotation`` are for ``--motion-span`` frames, so a
-clip of gap d moves ``d / span`` of a motion drawn once per still).
+image and its labels (``arseg_ros.data.camera_motion``: constant-velocity zoom, pan and roll ending on the still,
+the still mirrored at its edge where a frame sees beyond it; the bounds ``--motion-zoom``, ``--motion-shift`` and
+``--motion-rotation`` are for ``--motion-span`` frames, so a clip of gap d moves ``d / span`` of a motion drawn once
+per still).
 
 Encoder defaults are the paper's: keyint 12, no B-frames, rect, amp, 3000 kbps at 30 fps, preset medium.
 Every option can also come from a YAML file (``--config``, keys named as the options with ``_``); the command
@@ -39,7 +40,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .codec.encode import EncoderSettings
-from .data.camera_motion import CameraMotion, MotionRange, still_clip
+from .data.camera_motion import OUTSIDE_FILL, CameraMotion, MotionRange, still_clip
 from .data.clips import ClipError, clip_encoder, compress_clip
 from .data.datasets import DatasetError, SegmentationDataset, open_dataset
 from .data.prepared import ClipRecord, Manifest, PreparedDataError, sha256_of, write_clip
@@ -102,7 +103,7 @@ class PrepareConfig:
             "split": split,
             "stills": self.stills,
             "encoder": dataclasses.asdict(clip_encoder(self.encoder())),
-            "motion": {**dataclasses.asdict(self.motion()), "span": self.motion_span},
+            "motion": {**dataclasses.asdict(self.motion()), "span": self.motion_span, "outside": OUTSIDE_FILL},
             "seed": self.seed,
             "synthetic": {"count": self.count, "size": list(self.size)} if self.dataset == "synthetic" else {},
         }

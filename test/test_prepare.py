@@ -189,7 +189,8 @@ def test_stills_clip_motion_carries_the_keyframe_labels_onto_the_frame(prepared)
         both = (warped != 255) & (clip.labels != 255)
         agreement = float((warped == clip.labels)[both].mean())
         assert both.mean() > 0.6 and agreement > 0.85, (name, agreement)
-        assert agreement > float((unwarped == clip.labels)[both].mean()) + 0.05
+        unwarped_agreement = float((unwarped == clip.labels)[both].mean())
+        assert 1 - agreement < 0.5 * (1 - unwarped_agreement), (name, agreement, unwarped_agreement)
 
 
 def test_video_clips_use_the_real_preceding_frames(tmp_path):

@@ -5,8 +5,13 @@ Motion model: a similarity transform about the image centre ``c``. Over the whol
 (the scene looked smaller before, as when driving forward), roll ``theta`` and pan ``t`` (pixels). A fraction
 ``s`` of the motion uses ``z_s = 1 - s (1 - z)``, ``theta_s = s theta`` and ``t_s = s t``, so a clip whose frame
 ``k`` of ``0..d`` takes ``s = (d - k) / d`` is a constant-velocity zoom, roll and pan that ends on the still
-itself (frame ``d``, ``s = 0``). Images are resampled bilinearly and labels with the nearest class; what comes
-from outside the still is black in the image and 255 ("no label") in the labels.
+itself (frame ``d``, ``s = 0``). Images are resampled bilinearly and labels with the nearest class.
+
+Where a moved frame sees beyond the still (a zoom-out or pan exposes its border), the still is mirrored at its
+edge (``OUTSIDE_FILL``), in the image and in the labels alike. A black border would be a strong artificial edge
+that no real frame has: the HR network's feature of such a keyframe is often tens of times larger than the
+still's, which makes a poor keyframe for training and evaluating the non-key path. Mirrored content is street
+texture, and its labels describe what the mirrored image shows.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..labels import IGNORE_ID
+OUTSIDE_FILL = "reflection"
+"""How a moved frame is filled beyond the still: the still mirrored at its edge (a ``grid_sample`` padding mode)."""
 
 
 @dataclass
@@ -87,17 +93,17 @@ class CameraMotion:
         return torch.from_numpy(norm).float()[None]
 
     def render(self, image: np.ndarray) -> np.ndarray:
-        """The still ``(H, W, 3)`` uint8 as the moved camera sees it (bilinear; black outside the still)."""
+        """The still ``(H, W, 3)`` uint8 as the moved camera sees it (bilinear; mirrored beyond the still)."""
         img = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
-        out = F.grid_sample(img, self._grid(), mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+        out = F.grid_sample(img, self._grid(), mode="bilinear", padding_mode=OUTSIDE_FILL, align_corners=False)[0]
         return out.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
     def render_labels(self, labels: np.ndarray) -> np.ndarray:
-        """The still's ``(H, W)`` uint8 class ids as the moved camera sees them (nearest; 255 outside)."""
-        shifted = torch.from_numpy(labels.astype(np.float32) + 1.0)[None, None]
-        out = F.grid_sample(shifted, self._grid(), mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
-        ids = out.round().long().numpy() - 1
-        return np.where(ids < 0, IGNORE_ID, ids).astype(np.uint8)
+        """The still's ``(H, W)`` uint8 class ids as the moved camera sees them (nearest; mirrored beyond the
+        still, as ``render``)."""
+        ids = torch.from_numpy(labels.astype(np.float32))[None, None]
+        out = F.grid_sample(ids, self._grid(), mode="nearest", padding_mode=OUTSIDE_FILL, align_corners=False)[0, 0]
+        return out.round().byte().numpy()
 
 
 def still_clip(

@@ -4,8 +4,9 @@ Phase 2 (AR) needs, for a labelled frame, its keyframe ``gap`` frames earlier an
 pixel of the frame to its position in the keyframe. For still images (CamVid's labelled frames are a second
 apart) the keyframe is synthesised: a random camera motion (``arseg_ros.data.camera_motion``: zoom as when
 driving forward, pan, a little rotation) is applied to the still, so the displacement is known exactly.
-Keyframe pixels that come from outside the still are black. ``arseg-prepare`` builds the same pairs through the
-codec instead: the whole clip encoded with HEVC, decoded, and the motion taken from the bitstream.
+Where the keyframe sees beyond the still, the still is mirrored at its edge. ``arseg-prepare`` builds the same
+pairs through the codec instead: the whole clip encoded with HEVC, decoded, and the motion taken from the
+bitstream.
 
 Augmentation applies one random scale, crop and horizontal flip to the frame, the keyframe, the labels and the
 displacement together (scaling multiplies the displacement, a flip negates its x component), and one colour
