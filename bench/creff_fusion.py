@@ -18,13 +18,15 @@ the mean squared distance (per element, as FST measures it, on the cells at leas
 the frame's HR feature to the upsampled LR feature, to the fused feature, to the warped keyframe feature and to
 the warped keyframe feature shifted by one cell, and the mean attention weight CReFF gives the centre of its
 window (the keyframe position the motion points to; uniform attention gives 1 / window**2), with the real keyframe
-and with exact alignment.
+and with exact alignment; and how the keyframe's HR feature compares in scale with the frame's (its mean square
+over the frame's: the median over clips, and the share of clips above 10x).
 
 If exact alignment scores like AR-Seg, motion is not what limits it. If the fused feature is farther from the HR
 feature than the warped keyframe feature, or the warped keyframe alone scores above AR-Seg, the fusion discards
 what the keyframe offers. A centre weight near the uniform one, even with exact alignment, while the warped feature
 matches far better at the centre than one cell off, says the attention spreads the keyframe feature over the
-window instead of picking the aligned position.
+window instead of picking the aligned position. A keyframe feature many times larger than the frame's says the
+HR network cannot read the keyframe (as when synthesised keyframes had black borders).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ MODES = (
 )
 DISTANCES = ("upsampled LR feature", "fused feature", "warped keyframe feature", "warped keyframe feature, 1 cell off")
 CENTRE_WEIGHTS = ("AR-Seg", "AR-Seg, exact alignment")
+KEY_SCALE = ("median ratio", "clips above 10x (%)")
 Figures = dict[str, float]  # one figure per mode, feature or keyframe
 
 
@@ -100,15 +103,18 @@ def _centre_weight(creff: CReFF, upsampled: torch.Tensor, key_feature: torch.Ten
     return weights[:, window * window // 2].mean().item()
 
 
-def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Figures, Figures]:
+def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Figures, Figures, Figures]:
     """(mIoU % per mode, mean squared distance to the frame's HR feature per feature, mean centre weight of the
-    attention with the real keyframe and with exact alignment) over the first ``limit`` clips."""
+    attention with the real keyframe and with exact alignment, the keyframe's HR feature scale: the median over
+    clips of its mean square over the frame's, and the share of clips where that ratio exceeds 10) over the first
+    ``limit`` clips."""
     n = min(limit, len(clips))
     if n < 2:
         raise SystemExit(f"{clips.folder} has {len(clips)} clip(s); the unrelated-keyframe mode needs at least 2")
     matrices = {mode: ConfusionMatrix(model.num_classes) for mode in MODES}
     sums = dict.fromkeys(DISTANCES, 0.0)
     centre = dict.fromkeys(CENTRE_WEIGHTS, 0.0)
+    ratios = []
     with torch.inference_mode():
         for i in tqdm(range(n), desc="clips", unit="clip"):
             clip, other = clips.clip(i), clips.clip((i + n // 2) % n)
@@ -118,6 +124,7 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Fi
                 raise SystemExit(f"clips {i} and {(i + n // 2) % n} differ in size; use clips of one size")
             target = model.hr.features(frame)
             key_feature = model.hr.features(key)
+            ratios.append((key_feature.square().mean() / target.square().mean()).item())
             warped = warp(key_feature, displacement)
             lr_feature = model.lr.features(model.downscale(frame))
             fused = model.creff(lr_feature, warped)
@@ -143,6 +150,7 @@ def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Fi
         {mode: 100.0 * m.miou() for mode, m in matrices.items()},
         {name: total / n for name, total in sums.items()},
         {name: total / n for name, total in centre.items()},
+        dict(zip(KEY_SCALE, (float(np.median(ratios)), 100.0 * float(np.mean(np.array(ratios) > 10))), strict=True)),
     )
 
 
@@ -153,6 +161,7 @@ def report(
     miou: dict[str, float],
     distance: dict[str, float],
     centre: dict[str, float],
+    key_scale: dict[str, float],
     window: int,
 ) -> str:
     lines = [
@@ -169,6 +178,10 @@ def report(
         f"| keyframe feature | mean attention weight on the window centre (uniform: {1 / window**2:.4f}) |",
         "|---|---|",
         *(f"| {name} | {value:.4f} |" for name, value in centre.items()),
+        "",
+        "| keyframe HR feature, mean square over the frame's | value |",
+        "|---|---|",
+        *(f"| {name} | {value:.2f} |" for name, value in key_scale.items()),
     ]
     return "\n".join(lines) + "\n"
 
@@ -185,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.checkpoint} is a single network; pass an AR-Seg checkpoint (arseg-train ar)")
     model.eval()
     clips = PreparedClips(args.clips)
-    miou, distance, centre = measure(model, clips, args.limit)
+    miou, distance, centre, key_scale = measure(model, clips, args.limit)
     n = min(args.limit, len(clips))
-    text = report(args.checkpoint, args.clips, n, miou, distance, centre, model.creff.attention.window)
+    text = report(args.checkpoint, args.clips, n, miou, distance, centre, key_scale, model.creff.attention.window)
     print(text)
     if args.out:
         args.out.write_text(text)

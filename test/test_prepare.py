@@ -269,10 +269,12 @@ def load_bench(name: str):
 def test_creff_fusion_bench_on_prepared_clips(prepared, model):
     bench = load_bench("creff_fusion")
     clips = PreparedClips(prepared)
-    miou, distance, centre = bench.measure(model, clips, limit=len(clips))
+    miou, distance, centre, key_scale = bench.measure(model, clips, limit=len(clips))
     assert list(miou) == list(bench.MODES) and all(0.0 <= v <= 100.0 for v in miou.values())
     assert list(distance) == list(bench.DISTANCES) and all(v > 0.0 for v in distance.values())
     assert list(centre) == list(bench.CENTRE_WEIGHTS) and all(0.0 < v < 1.0 for v in centre.values())
+    assert list(key_scale) == list(bench.KEY_SCALE)
+    assert 0.5 < key_scale["median ratio"] < 2.0 and key_scale["clips above 10x (%)"] == 0.0  # mirrored keyframes
     clip = clips.clip(0)
     with torch.inference_mode():
         frame = normalize(torch.from_numpy(clip.frame).permute(2, 0, 1)[None].float() / 255)
