@@ -250,14 +250,28 @@ def test_shipped_recipes_load():
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert names == [
         "camvid_cpu.yaml",
+        "camvid_cpu_lr_control.yaml",
         "camvid_paper.yaml",
         "cityscapes_paper.yaml",
         "demo_synthetic.yaml",
         "synthetic_cpu.yaml",
+        "synthetic_cpu_lr_control.yaml",
     ]
     for path in root.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.ar.fst_weight == 1.0
+    for name in ("camvid_cpu", "synthetic_cpu"):
+        control, recipe = load_recipe(root / f"{name}_lr_control.yaml"), load_recipe(root / f"{name}.yaml")
+        # the control trains the LR network as phase 2 does, from the HR weights, without CReFF
+        assert control.lr.init_from_hr and not recipe.lr.init_from_hr
+        for key in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "crop", "scale_range"):
+            assert getattr(control.lr, key) == getattr(recipe.ar, key), (name, key)
+        assert (control.dataset, control.model, control.hr, control.ar) == (
+            recipe.dataset,
+            recipe.model,
+            recipe.hr,
+            recipe.ar,
+        )
 
 
 def test_dataset_errors_name_the_first_offending_file(tmp_path):
