@@ -168,9 +168,14 @@ def run_mode(args: argparse.Namespace, mode: str, model: ARSeg, arch: str, label
     result = ModeResult(mode, labels, ConfusionMatrix(labels.num_classes))
     cost: dict[str, float] | None = None
 
+    def full() -> bool:
+        return bool(args.max_frames) and result.frames >= args.max_frames
+
     def consume(items: list[SegResult]) -> None:
         nonlocal cost
         for r in items:
+            if full():
+                return
             if r.labels is None:
                 continue
             if cost is None:
@@ -182,9 +187,10 @@ def run_mode(args: argparse.Namespace, mode: str, model: ARSeg, arch: str, label
     start = time.perf_counter()
     for packet in tqdm(packets_from_bag(args.bag, args.topic), desc=f"{mode} mode", unit="frame", disable=args.quiet):
         consume(engine.process(packet))
-        if args.max_frames and result.frames >= args.max_frames:
+        if full():
             break
-    consume(engine.flush())
+    if not full():
+        consume(engine.flush())
     result.seconds = time.perf_counter() - start
     result.counts = dict(engine.stats)
     if truth and result.frames and result.unlabelled == result.frames:
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-bag", help="write the masks and colour masks of the first mode to this new bag")
     parser.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3", help="storage of --write-bag")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-frames", type=int, default=0)
+    parser.add_argument("--max-frames", type=int, default=0, help="bag: stop after this many frames; prepared: clips")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.bag and not args.topic:

@@ -88,17 +88,23 @@ def run(args: argparse.Namespace) -> dict:
     sink = Sink(Path(args.out), ckpt.config.labels, args.overlay)
     timings: list[dict[str, float]] = []
 
+    def full() -> bool:
+        return bool(args.max_frames) and sink.count >= args.max_frames
+
     def emit(results: list[SegResult]) -> None:
         for r in results:
+            if full():
+                return
             sink.write(r)
             timings.append(r.timings)
 
     try:
         for packet in tqdm(_packets(args), desc="segmenting", unit="frame", disable=args.quiet):
             emit(engine.process(packet))
-            if args.max_frames and sink.count >= args.max_frames:
+            if full():
                 break
-        emit(engine.flush())
+        if not full():
+            emit(engine.flush())
     finally:
         sink.close()
     stages = ("decode", "motion", "accumulation", "inference", "total")

@@ -220,3 +220,12 @@ def test_labels_with_other_stamps_are_refused(tmp_path, model_file, capsys):
     argv += ["--model", str(model_file), "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu"]
     assert eval_main(argv) == 2
     assert "has a label image with the same stamp" in capsys.readouterr().err
+
+
+def test_max_frames_caps_the_frames_scored_on_a_stream_with_b_frames(model_file, tmp_path, capsys):
+    bag = make_bag(tmp_path / "b", "--codec", "hevc", "--bframes", "2", "--keyint", "6", "--topic", VIDEO)
+    argv = ["--bag", str(bag), "--topic", VIDEO, "--labels-topic", "/camera/labels", "--model", str(model_file)]
+    argv += ["--mode", "hr", "--out", str(tmp_path / "eval"), "--device", "cpu", "--quiet", "--max-frames", "5"]
+    assert eval_main(argv) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["modes"][0]["labelled_frames"] == 5  # not the frames the decoder still held when it stopped

@@ -92,3 +92,14 @@ def test_single_network_checkpoint_is_refused(files, tmp_path, capsys):
     argv = [str(files / "clip.h264"), "--model", str(files / "single.pt"), "--out", str(tmp_path / "o"), "--quiet"]
     assert main(argv) == 2
     assert "single network" in capsys.readouterr().err
+
+
+def test_max_frames_caps_the_output_of_a_stream_with_b_frames(files, tmp_path, capsys):
+    clip = panning_clip(W, H, 24, velocity=(1.5, 0.5), seed=9)
+    stream = tmp_path / "b_frames.h265"
+    stream.write_bytes(b"".join(p.data for p in encode(clip.frames, codec="hevc", params="keyint=12:bframes=3")))
+    out = tmp_path / "capped"
+    argv = [str(stream), "--model", str(files / "model.pt"), "--out", str(out), "--max-frames", "10", "--quiet"]
+    assert main(argv) == 0
+    assert len(list(out.glob("*.png"))) == 10  # frames still in the decoder's reorder buffer are not written
+    assert "10 frames" in capsys.readouterr().out
