@@ -438,6 +438,11 @@ class Trainer:
         at LR with CReFF), on prepared clips with their decoded frames and bitstream motion, else with a
         synthesised keyframe per image."""
         self.model.eval()
+        if self.world > 1:
+            # BatchNorm running statistics drift apart over each process's last batches; validate (and save) the
+            # rank-0 model on every rank.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         cm = ConfusionMatrix(self.labels.num_classes)
         limit = self.recipe.dataset.val_limit or len(val)
         motion = MotionRange(self.spec.motion_zoom, self.spec.motion_shift, self.spec.motion_rotation)
