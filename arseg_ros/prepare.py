@@ -162,10 +162,8 @@ def build_clip(dataset: SegmentationDataset, task: ClipTask, config: PrepareConf
             raise DatasetError(f"the frames before {image_path} are {before.shape[2]}x{before.shape[1]}, not {w}x{h}")
         frames, key_labels = np.concatenate([before, item.image[None]]), None
     else:
-        camera = CameraMotion.random(np.random.default_rng(seed), config.motion(), h, w)
-        frames, key_labels, _ = still_clip(
-            item.image, item.labels, task.gap, camera.part(task.gap / config.motion_span)
-        )
+        camera = CameraMotion.of_clip(seed, config.motion(), config.motion_span, task.gap, h, w)
+        frames, key_labels, _ = still_clip(item.image, item.labels, task.gap, camera)
     clip = compress_clip(frames, item.labels, config.encoder(), key_labels)
     path = folder / "clips" / f"{task.clip_name}.zip"
     write_clip(path, clip)

@@ -59,8 +59,8 @@ def exact_displacement(clips: PreparedClips, record: ClipRecord) -> np.ndarray:
     """``(2, H, W)`` pixels: the camera motion ``arseg-prepare`` drew for a still's clip, from its manifest."""
     motion = clips.manifest.settings["motion"]
     bounds = MotionRange(motion["zoom"], motion["shift"], motion["rotation"])
-    camera = CameraMotion.random(np.random.default_rng(record.motion_seed), bounds, record.height, record.width)
-    return camera.part(record.gap / motion["span"]).displacement()
+    camera = CameraMotion.of_clip(record.motion_seed, bounds, motion["span"], record.gap, record.height, record.width)
+    return camera.displacement()
 
 
 def measure(clips: PreparedClips, stride: int = 4, border: int = 8) -> MotionFigures:

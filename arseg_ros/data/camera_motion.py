@@ -57,6 +57,15 @@ class CameraMotion:
         ty = rng.uniform(-bounds.shift, bounds.shift) * height
         return cls(zoom, angle, (tx, ty), height, width)
 
+    @classmethod
+    def of_clip(
+        cls, seed: list[int], bounds: MotionRange, span: int, gap: int, height: int, width: int
+    ) -> CameraMotion:
+        """The motion of a still's clip of ``gap`` frames: one motion drawn from ``seed`` for ``span`` frames, of
+        which the clip moves ``gap / span`` (``arseg-prepare`` records the seed per clip and the rest in its
+        settings)."""
+        return cls.random(np.random.default_rng(seed), bounds, height, width).part(gap / span)
+
     def part(self, s: float) -> CameraMotion:
         """The fraction ``s`` (0..1) of this motion (0: the still itself, 1: the whole motion)."""
         return CameraMotion(
