@@ -40,8 +40,11 @@ HEVC = Pybind11Extension(
 )
 
 
+TEST_REQUIRES = ["pytest>=7", "scipy"]
+
+
 def share(folder: str, pattern: str) -> tuple[str, list[str]]:
-    """An install rule: files of ``folder`` matching ``pattern`` go to ``share/arseg_ros/<folder>``."""
+    """Return an install rule: files of ``folder`` matching ``pattern`` go to ``share/arseg_ros/<folder>``."""
     return (f"share/{PACKAGE}/{folder}", sorted(glob(f"{folder}/{pattern}")))
 
 
@@ -76,7 +79,12 @@ setup(
         "tqdm",
     ],
     # dds: run the node and arseg-play on Cyclone DDS without a ROS installation (arseg_ros/dds.py).
-    extras_require={"dev": ["pytest>=7", "ruff", "scipy"], "dds": ["cyclonedds>=11,<12"]},
+    # test: what the suite needs (colcon test finds pytest here); dev: test plus the linter.
+    extras_require={
+        "test": TEST_REQUIRES,
+        "dev": [*TEST_REQUIRES, "ruff"],
+        "dds": ["cyclonedds>=11,<12"],
+    },
     ext_modules=[LOCAL_ATTENTION, ACCUMULATE, HEVC],
     cmdclass={"build_ext": build_ext},
     zip_safe=False,
@@ -85,8 +93,8 @@ setup(
             "arseg-flops = arseg_ros.model.flops:main",
             "arseg-demo = arseg_ros.demo:main",
             "arseg-segment = arseg_ros.segment:main",
-            "arseg_node = arseg_ros.transport:main",
-            "arseg-play = arseg_ros.play:main",
+            "arseg_node = arseg_ros.ros.node:main",
+            "arseg-play = arseg_ros.ros.play:main",
             "arseg-train = arseg_ros.train:main",
             "arseg-eval = arseg_ros.evaluate:main",
             "arseg-prepare = arseg_ros.prepare:main",

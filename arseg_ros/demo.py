@@ -28,7 +28,7 @@ LABELS_TOPIC = "/camera/labels"
 
 
 def default_model() -> Path:
-    """The shipped demo checkpoint: ``models/`` of the source tree, else the installed ROS share folder."""
+    """Return the shipped demo checkpoint: ``models/`` of the source tree, else the installed ROS share folder."""
     candidates = [MODELS / DEMO_MODEL, Path(sys.prefix) / "share" / "arseg_ros" / "models" / DEMO_MODEL]
     return next((p for p in candidates if p.is_file()), candidates[0])
 

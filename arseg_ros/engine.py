@@ -153,8 +153,11 @@ class StreamSegmenter:
     # -- input -------------------------------------------------------------------------------------
 
     def process(self, packet: Packet, stale: bool = False) -> list[SegResult]:
-        """Decode one packet and segment the pictures it released. ``stale``: the caller is behind (with
-        ``lag_policy="latest"`` their inference is skipped; decoding and motion still run)."""
+        """Decode one packet and segment the pictures it released.
+
+        ``stale``: the caller is behind (with ``lag_policy="latest"`` their inference is skipped; decoding and
+        motion still run).
+        """
         self.stats["packets"] += 1
         if packet.codec not in CODECS:
             raise ValueError(f"unknown codec {packet.codec!r}; expected one of {CODECS}")
@@ -191,7 +194,7 @@ class StreamSegmenter:
         return [self._segment(p, False) for p in pictures if self._accept(p)]
 
     def mark_discontinuity(self) -> None:
-        """A packet was lost or corrupt: the motion chain is broken until the next HR picture."""
+        """Record that a packet was lost or corrupt: the motion chain is broken until the next HR picture."""
         self._broken = True
         self._accumulator.reset()
         self._key_feature = None

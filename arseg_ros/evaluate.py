@@ -19,13 +19,13 @@ are counted in the engine's HR frames). FPS there is labelled frames per second 
 
 The constant-LR mode runs the AR-Seg model's LR network without CReFF, or with ``--lr-model`` a network trained
 on its own at the LR scale (``arseg-train lr``), the baseline the paper compares against. ``--mode hr`` also takes
-a phase-1 checkpoint (a single HR network, ``arseg-train hr``) as ``--model``."""
+a phase-1 checkpoint (a single HR network, ``arseg-train hr``) as ``--model``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import logging
 import sys
@@ -43,7 +43,7 @@ from .data.prepared import PreparedClips
 from .engine import EngineConfig, SegResult, StreamSegmenter
 from .labels import LabelSet, colorize
 from .metrics import ConfusionMatrix
-from .model import ARSeg, CheckpointError, ModelConfig, SegmentationNetwork, build_model, load_checkpoint
+from .model import ARSeg, CheckpointError, ModelConfig, load_arseg, load_checkpoint
 from .model.flops import compute_report
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class ModeResult:
 
 
 def _mean_over_distances(by_distance: dict[int, ConfusionMatrix]) -> float:
-    """The plain mean of mIoU_d over the distances seen (the paper's reported mIoU, over d = 0..11)."""
+    """Return the plain mean of mIoU_d over the distances seen (the paper's reported mIoU, over d = 0..11)."""
     values = [cm.miou() for cm in by_distance.values()]
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
@@ -129,8 +129,11 @@ def _frame_gmacs(cost: dict[str, float], mode: str, kind: str) -> float:
 def run_prepared_mode(
     args: argparse.Namespace, mode: str, model: ARSeg, arch: str, labels: LabelSet, clips: PreparedClips
 ) -> ModeResult:
-    """Replay the prepared clips one after the other through one engine in one mode (each starts with its own
-    IRAP keyframe); only each clip's labelled frame counts. Packets are stamped ``clip << 16 | picture``."""
+    """Replay the prepared clips one after the other through one engine in one mode.
+
+    Each clip starts with its own IRAP keyframe; only each clip's labelled frame counts. Packets are stamped
+    ``clip << 16 | picture``.
+    """
     result = ModeResult(mode, labels, ConfusionMatrix(labels.num_classes))
     engine = StreamSegmenter(model, EngineConfig(mode=mode, device=args.device, lag_policy="latest"))
     targets: dict[int, tuple[np.ndarray, str]] = {}
@@ -251,7 +254,7 @@ def _plots(out: Path, summaries: list[dict], labels: LabelSet, results: list[Mod
 
 
 def report_table(summaries: list[dict]) -> str:
-    """A markdown table comparing the modes."""
+    """Return a markdown table comparing the modes."""
     lines = [
         "| mode | mIoU (%) | mean of mIoU_d (%) | GMACs/frame | FPS | latency p50 / p95 / p99 (ms) | HR / LR frames |",
         "|---|---|---|---|---|---|---|",
@@ -297,13 +300,16 @@ def _write_report(out: Path, summaries: list[dict], plots: list[str], args: argp
 
 
 def _lr_network(args: argparse.Namespace) -> str:
-    """What the constant-LR mode runs: the ``--lr-model`` path, or the AR-Seg model's own LR branch."""
+    """Return what the constant-LR mode runs: the ``--lr-model`` path, or the AR-Seg model's own LR branch."""
     return args.lr_model or "the LR branch of the AR-Seg model, without CReFF"
 
 
 def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
-    """A copy of ``model`` whose LR branch is the separately trained constant-LR network at ``path`` (a single
-    network of the same architecture and classes, trained by ``arseg-train lr`` at the model's LR scale)."""
+    """Return a copy of ``model`` whose LR branch is the separately trained constant-LR network at ``path``.
+
+    ``path`` holds a single network of the same architecture and classes, trained by ``arseg-train lr`` at the
+    model's LR scale.
+    """
     single, ckpt = load_checkpoint(path, device="cpu")
     if isinstance(single, ARSeg) or ckpt.config.arch != config.arch or ckpt.config.labels.names != config.labels.names:
         raise CheckpointError(f"--lr-model {path} must be a single {config.arch} network for the model's classes")
@@ -317,25 +323,8 @@ def with_lr_network(model: ARSeg, config: ModelConfig, path: str) -> ARSeg:
     return baseline
 
 
-def hr_only(network: SegmentationNetwork, config: ModelConfig) -> tuple[ARSeg, ModelConfig]:
-    """A single HR network (phase 1) as the HR branch of an AR-Seg model, for ``--mode hr``; its LR branch and
-    CReFF are untrained and never run."""
-    arseg_config = dataclasses.replace(config, kind="arseg")
-    model = build_model(arseg_config)
-    model.hr.load_state_dict(network.state_dict(), strict=True)
-    model.share_classifier()
-    return model.eval(), arseg_config
-
-
 def evaluate(args: argparse.Namespace) -> list[dict]:
-    model, ckpt = load_checkpoint(args.model, device="cpu")
-    if not isinstance(model, ARSeg):
-        if args.mode != "hr" or ckpt.input_scale != 1.0:
-            raise CheckpointError(
-                f"{args.model} holds a single network: it runs only as --mode hr, and only if it is an HR network "
-                "(arseg-train hr); the other modes need an AR-Seg checkpoint (arseg-train ar)"
-            )
-        model, ckpt.config = hr_only(model, ckpt.config)
+    model, ckpt = load_arseg(args.model, accept_hr_network=args.mode == "hr")
     labels = ckpt.config.labels
     modes = MODES if args.mode == "all" else (args.mode,)
     models = {mode: model for mode in modes}

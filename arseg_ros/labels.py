@@ -51,7 +51,7 @@ class LabelSet:
             ) from exc
 
     def palette(self) -> np.ndarray:
-        """A ``(256, 3)`` uint8 look-up table: class id -> RGB; ids without a class (255 too) are black."""
+        """Return a ``(256, 3)`` uint8 look-up table: class id -> RGB; ids without a class (255 too) are black."""
         lut = np.zeros((256, 3), dtype=np.uint8)
         for i, c in enumerate(self.classes):
             lut[i] = c.color

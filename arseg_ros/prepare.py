@@ -96,7 +96,7 @@ class PrepareConfig:
         return MotionRange(self.motion_zoom, self.motion_shift, self.motion_rotation)
 
     def settings(self, split: str) -> dict:
-        """What the clips of ``split`` depend on (a folder prepared with other settings is not reused)."""
+        """Return what the clips of ``split`` depend on (a folder prepared with other settings is not reused)."""
         return {
             "dataset": self.dataset,
             "root": str(Path(self.root).resolve()) if self.dataset != "synthetic" else "",
@@ -206,7 +206,7 @@ def _writable(folder: Path) -> None:
 
 
 def _resume(manifest_path: Path, settings: dict, folder: Path) -> dict[str, ClipRecord]:
-    """The verified clips of an earlier run with the same settings, by name."""
+    """Return the verified clips of an earlier run with the same settings, by name."""
     if not manifest_path.is_file():
         return {}
     old = Manifest.read(manifest_path)

@@ -24,7 +24,7 @@ from .codec.packets import PacketError, packets_from_file
 from .data.bags import BagError, is_bag, packets_from_bag
 from .engine import EngineConfig, SegResult, StreamSegmenter
 from .labels import LabelSet, colorize, overlay
-from .model import ARSeg, CheckpointError, load_checkpoint
+from .model import CheckpointError, load_arseg
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv")
@@ -80,9 +80,7 @@ def _packets(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> dict:
-    model, ckpt = load_checkpoint(args.model, device="cpu")
-    if not isinstance(model, ARSeg):
-        raise CheckpointError(f"{args.model} holds a single network; arseg-segment needs an AR-Seg checkpoint")
+    model, ckpt = load_arseg(args.model)
     config = EngineConfig(mode=args.mode, device=args.device, hr_every_n=args.hr_every_n, keep_images=args.overlay)
     engine = StreamSegmenter(model, config)
     sink = Sink(Path(args.out), ckpt.config.labels, args.overlay)

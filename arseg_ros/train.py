@@ -69,12 +69,15 @@ class RecipeError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """Where the data is: ``kind`` (camvid, camvid32, cityscapes, folder, synthetic), ``root`` (relative paths
-    are relative to the recipe file), the splits, the class list name, and for ``synthetic`` the number of
-    training images ``count`` (validation: a quarter of it) and their ``size`` ``[h, w]``. ``prepared``: the
-    output folder of ``arseg-prepare`` (relative to the recipe file); when set, phase 2 trains and validates on
-    its compressed clips of gap ``ar.gap`` (``<prepared>/<train_split>``, ``<prepared>/<val_split>``) instead of
-    keyframes synthesised on the fly. Phase 1 always trains on the dataset's images."""
+    """Where the data is: the dataset, its splits and class list, and optionally its prepared clips.
+
+    ``kind`` (camvid, camvid32, cityscapes, folder, synthetic), ``root`` (relative paths are relative to the recipe
+    file), the splits, the class list name, and for ``synthetic`` the number of training images ``count``
+    (validation: a quarter of it) and their ``size`` ``[h, w]``. ``prepared``: the output folder of
+    ``arseg-prepare`` (relative to the recipe file); when set, phase 2 trains and validates on its compressed clips
+    of gap ``ar.gap`` (``<prepared>/<train_split>``, ``<prepared>/<val_split>``) instead of keyframes synthesised
+    on the fly. Phase 1 always trains on the dataset's images.
+    """
 
     kind: str = "camvid"
     root: str = "../shared/data/camvid"
@@ -98,11 +101,14 @@ class ModelSpec:
 
 @dataclass
 class PhaseSpec:
-    """One phase: epochs, batch, optimizer (``sgd`` or ``adam``), learning rate and its schedule (``poly`` or
-    ``cosine``), crop ``[h, w]``, scale range, and for phase 2 the FST weight, the stage without CReFF, the
-    keyframe gap and the synthetic motion range. ``init_from_hr`` (phases ``ar`` and ``lr``): the LR network
-    starts from the HR network's weights (the paper does so for BiSeNet on Cityscapes) instead of from
-    ``model.pretrained_backbone`` or random weights."""
+    """One phase: its schedule, optimizer, crop and scale, the phase-2 settings and the LR network's start.
+
+    Epochs, batch, optimizer (``sgd`` or ``adam``), learning rate and its schedule (``poly`` or ``cosine``), crop
+    ``[h, w]``, scale range, and for phase 2 the FST weight, the stage without CReFF, the keyframe gap and the
+    synthetic motion range. ``init_from_hr`` (phases ``ar`` and ``lr``): the LR network starts from the HR
+    network's weights (the paper does so for BiSeNet on Cityscapes) instead of from ``model.pretrained_backbone``
+    or random weights.
+    """
 
     epochs: int = 10
     batch_size: int = 8
@@ -210,8 +216,11 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 class PhaseData(Dataset):
-    """Augmented samples of one dataset split: from a ``SegmentationDataset`` (with ``motion``, each with a
-    synthesised keyframe) or from ``PreparedClips`` (the decoded keyframe and frame with the bitstream motion)."""
+    """Augmented samples of one dataset split, from a ``SegmentationDataset`` or from ``PreparedClips``.
+
+    From a ``SegmentationDataset`` with ``motion``, each sample has a synthesised keyframe; from ``PreparedClips``,
+    it has the decoded keyframe and frame with the bitstream motion.
+    """
 
     def __init__(
         self,
@@ -245,8 +254,11 @@ class PhaseData(Dataset):
         return out
 
     def _pair(self, index: int, rng: np.random.Generator) -> tuple:
-        """``(frame (H, W, 3) uint8, labels (H, W) uint8, key (H, W, 3) uint8 | None, displacement (2, H, W)
-        float32 pixels | None)``."""
+        """Return the frame, labels, keyframe and displacement of sample ``index``.
+
+        ``(frame (H, W, 3) uint8, labels (H, W) uint8, key (H, W, 3) uint8 | None, displacement (2, H, W)
+        float32 pixels | None)``.
+        """
         if isinstance(self.dataset, PreparedClips):
             clip = self.dataset.clip(index)
             return clip.frame, clip.labels, clip.key, clip.displacement()
@@ -388,7 +400,10 @@ class Trainer:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def _hr_state(self) -> dict[str, torch.Tensor]:
-        """The HR network's weights from ``--hr`` (default ``<out>/hr/best.pt``), also from an AR-Seg checkpoint."""
+        """Return the HR network's weights from ``--hr`` (default ``<out>/hr/best.pt``).
+
+        The checkpoint may also be an AR-Seg checkpoint (its HR branch).
+        """
         path = self.hr_checkpoint or self.out / "hr" / "best.pt"
         ckpt = read_checkpoint(path)
         if ckpt.config.arch != self.config.arch or ckpt.config.labels.names != self.labels.names:
@@ -434,9 +449,11 @@ class Trainer:
         return loader, data, val
 
     def validate(self, val: SegmentationDataset | PreparedClips) -> float:
-        """mIoU on the validation split; phase 2 through the AR path (keyframe through the HR network, the frame
-        at LR with CReFF), on prepared clips with their decoded frames and bitstream motion, else with a
-        synthesised keyframe per image."""
+        """Return the mIoU on the validation split.
+
+        Phase 2 validates through the AR path (keyframe through the HR network, the frame at LR with CReFF), on
+        prepared clips with their decoded frames and bitstream motion, else with a synthesised keyframe per image.
+        """
         self.model.eval()
         if self.world > 1:
             # BatchNorm running statistics drift apart over each process's last batches; validate (and save) the

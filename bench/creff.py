@@ -27,7 +27,7 @@ LARGE = 64 * 720 * 960  # at or above this many elements, the reference is timed
 
 
 def load_average() -> str:
-    """The 1-minute load average (other processes competing for the cores skew every timing)."""
+    """Return the 1-minute load average (other processes competing for the cores skew every timing)."""
     try:
         with open("/proc/loadavg", encoding="utf-8") as f:
             return f.read().split()[0]
@@ -36,8 +36,10 @@ def load_average() -> str:
 
 
 def timed(fn: Callable[[], object], repeat: int, warmup: int) -> tuple[float, float]:
-    """Median wall time and median process CPU time (all threads) of ``fn()`` over ``repeat`` runs after
-    ``warmup`` runs, in milliseconds."""
+    """Median wall time and median process CPU time (all threads) of ``fn()``, in milliseconds.
+
+    Both medians are over ``repeat`` runs after ``warmup`` runs.
+    """
     for _ in range(warmup):
         fn()
     wall, cpu = [], []
@@ -52,7 +54,7 @@ def timed(fn: Callable[[], object], repeat: int, warmup: int) -> tuple[float, fl
 def forward_backward(
     attention: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: torch.Tensor
 ) -> Callable[[], None]:
-    """A closure running forward and backward of ``attention`` (window 7) with respect to q, k and v."""
+    """Return a closure running forward and backward of ``attention`` (window 7) with respect to q, k and v."""
     leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
 
     def run() -> None:

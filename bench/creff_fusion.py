@@ -1,5 +1,6 @@
-"""How much of the keyframe's HR feature reaches the fused feature: an AR-Seg checkpoint on prepared clips, with
-the keyframe replaced to isolate CReFF from the motion.
+"""How much of the keyframe's HR feature reaches the fused feature.
+
+It runs an AR-Seg checkpoint on prepared clips, with the keyframe replaced to isolate CReFF from the motion.
 
     python bench/creff_fusion.py runs/synth/ar/best.pt prepared/synthetic/val [--limit 60] [--out report.md]
 
@@ -70,7 +71,7 @@ def _labels(model: ARSeg, frame: torch.Tensor, key_feature: torch.Tensor, displa
 
 
 def _classified(model: ARSeg, feature: torch.Tensor, displacement: torch.Tensor) -> np.ndarray:
-    """A feature on the keyframe-feature grid through the shared classifier, resized to the frame."""
+    """Pass a feature on the keyframe-feature grid through the shared classifier, resized to the frame."""
     logits = resize(model.hr.classify(feature), tuple(displacement.shape[-2:]), model.hr.logits_align_corners)
     return logits.argmax(1)[0].numpy()
 
@@ -80,15 +81,19 @@ def _mse(feature: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def _interior(feature: torch.Tensor) -> torch.Tensor:
-    """``(N, C, h, w)`` -> ``(N, C, h - 2, w - 2)``: the cells at least one cell from the border, where every
-    distance is measured so that the one-cell-off distance compares like with like."""
+    """``(N, C, h, w)`` -> ``(N, C, h - 2, w - 2)``: the cells at least one cell from the border.
+
+    Every distance is measured on these cells, so that the one-cell-off distance compares like with like.
+    """
     return feature[..., 1:-1, 1:-1]
 
 
 def _one_cell_off(warped: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean squared distance from ``target`` to ``warped`` shifted by one cell in each of the 8 directions
-    (both ``(1, C, h, w)``, compared on the interior that every shift covers): how sharply the warped keyframe
-    feature matches the frame at the position the motion points to, against its neighbours."""
+    """Mean squared distance from ``target`` to ``warped`` shifted by one cell in each of the 8 directions.
+
+    Both are ``(1, C, h, w)``, compared on the interior that every shift covers. The distance tells how sharply the
+    warped keyframe feature matches the frame at the position the motion points to, against its neighbours.
+    """
     h, w = target.shape[-2:]
     inner = _interior(target)
     shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
@@ -96,18 +101,22 @@ def _one_cell_off(warped: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def _centre_weight(creff: CReFF, upsampled: torch.Tensor, key_feature: torch.Tensor) -> float:
-    """Mean softmax weight of the window centre in CReFF's attention of ``upsampled`` (the LR feature on the
-    keyframe grid) over ``key_feature`` (both ``(1, C, h, w)``)."""
+    """Mean softmax weight of the window centre in CReFF's attention of ``upsampled`` over ``key_feature``.
+
+    ``upsampled`` is the LR feature on the keyframe grid; both are ``(1, C, h, w)``.
+    """
     window = creff.attention.window
     weights = local_attention_weights(creff.conv_q(upsampled), creff.conv_k(key_feature), window, creff.attention.scale)
     return weights[:, window * window // 2].mean().item()
 
 
 def measure(model: ARSeg, clips: PreparedClips, limit: int) -> tuple[Figures, Figures, Figures, Figures]:
-    """(mIoU % per mode, mean squared distance to the frame's HR feature per feature, mean centre weight of the
-    attention with the real keyframe and with exact alignment, the keyframe's HR feature scale: the median over
-    clips of its mean square over the frame's, and the share of clips where that ratio exceeds 10) over the first
-    ``limit`` clips."""
+    """Measure the four figures of the report over the first ``limit`` clips.
+
+    They are: mIoU % per mode; mean squared distance to the frame's HR feature per feature; mean centre weight of
+    the attention with the real keyframe and with exact alignment; the keyframe's HR feature scale: the median over
+    clips of its mean square over the frame's, and the share of clips where that ratio exceeds 10.
+    """
     n = min(limit, len(clips))
     if n < 2:
         raise SystemExit(f"{clips.folder} has {len(clips)} clip(s); the unrelated-keyframe mode needs at least 2")

@@ -25,9 +25,11 @@ from arseg_ros.model import ModelConfig, build_model
 
 
 def run(model, packets: list[Packet], mode: str, device: str) -> tuple[float, dict[str, float], int]:
-    """Milliseconds per frame over the whole clip, the mean per-stage times and the number of results. A first,
-    untimed pass over the opening keyframe and the frame after it loads kernels (cuDNN tuning, Triton
-    compilation) so that they are not timed."""
+    """Milliseconds per frame over the whole clip, the mean per-stage times and the number of results.
+
+    A first, untimed pass over the opening keyframe and the frame after it loads kernels (cuDNN tuning, Triton
+    compilation) so that they are not timed.
+    """
     warm = StreamSegmenter(model, EngineConfig(mode=mode, device=device))
     for p in packets[:2]:
         warm.process(p)

@@ -1,5 +1,6 @@
-"""Parse time of the package's HEVC parser (slice data and motion derivation included) against FFmpeg's
-single-threaded full decode, in one run.
+"""Parse time of the package's HEVC parser against FFmpeg's single-threaded full decode, in one run.
+
+The parse includes slice data and motion derivation.
 
     python bench/hevc_parse.py [--frames 120] [--size 960x720] [--bitrate 3000] [--stream FILE.h265] [--repeat 3]
 
@@ -33,9 +34,11 @@ def ffmpeg_decode(data: bytes) -> int:
 
 
 def parse(data: bytes, chunk: int = 65536) -> int:
-    """Parse every picture completely (headers, CABAC, slice data) and derive its motion vectors. The stream is
-    fed in chunks and each picture is dropped once counted, as a streaming user (the engine) does and as the
-    FFmpeg side drops its frames; returns the picture count."""
+    """Parse every picture completely (headers, CABAC, slice data) and derive its motion vectors.
+
+    The stream is fed in chunks and each picture is dropped once counted, as a streaming user (the engine) does
+    and as the FFmpeg side drops its frames; returns the picture count.
+    """
     parser = HevcParser(motion=True)
     pictures = 0
     for start in range(0, len(data), chunk):

@@ -48,7 +48,7 @@ def image(data: bytes, stamp_ns: int) -> dds.CompressedImage:
 
 
 def skipped(diagnostics: dds.RawReader, last: int) -> int:
-    """The node's latest ``skipped inference`` count (``last`` when no new diagnostics arrived)."""
+    """Return the node's latest ``skipped inference`` count (``last`` when no new diagnostics arrived)."""
     for msg in diagnostics.take(20):
         last = int({kv.key: kv.value for kv in msg.status[0].values}.get("skipped inference", last))
     return last

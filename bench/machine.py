@@ -6,7 +6,7 @@ import platform
 
 
 def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
+    """Return the CPU model name from /proc/cpuinfo (or the platform's processor string)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -1,5 +1,6 @@
-"""Accuracy of the bitstream motion accumulated to the keyframe, against the renderer's exact motion, over
-several procedural drives.
+"""Accuracy of the bitstream motion accumulated to the keyframe, against the renderer's exact motion.
+
+It is measured over several procedural drives.
 
     python bench/motion_accuracy.py [--seeds 2 3 5 7 11] [--size 256x192] [--crf 22] [--out report.md]
 
@@ -45,8 +46,10 @@ def accumulate(fields: list[MotionField]) -> dict[int, AccumulatedMotion]:
 
 
 def exact_vectors(field: MotionField, clip: SyntheticClip) -> MotionField:
-    """``field`` with every predicted block's vector replaced by the exact one to the same reference, rounded to
-    quarter-pel."""
+    """``field`` with every predicted block's vector replaced by the exact one to the same reference.
+
+    The exact vectors are rounded to quarter-pel.
+    """
     hb, wb = field.blocks
     ys, xs = np.mgrid[0:hb, 0:wb].astype(np.float32) * 4 + 1.5
     mv = field.mv.copy()

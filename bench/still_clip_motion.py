@@ -38,8 +38,10 @@ class MotionFigures:
 
 
 def warp_labels(labels: np.ndarray, displacement: np.ndarray) -> np.ndarray:
-    """Keyframe ``labels (H, W)`` read at ``x + displacement(x)`` (``(2, H, W)`` pixels), nearest; ignore where
-    that falls outside the keyframe."""
+    """Keyframe ``labels (H, W)`` read at ``x + displacement(x)`` (``(2, H, W)`` pixels), nearest.
+
+    Pixels where that falls outside the keyframe are set to ignore.
+    """
     h, w = labels.shape
     ys, xs = np.mgrid[0:h, 0:w]
     x = np.rint(xs + displacement[0]).astype(int)
@@ -64,7 +66,7 @@ def exact_displacement(clips: PreparedClips, record: ClipRecord) -> np.ndarray:
 
 
 def measure(clips: PreparedClips, stride: int = 4, border: int = 8) -> MotionFigures:
-    """The figures over every ``stride``-th clip synthesised from a still (those with keyframe labels)."""
+    """Measure the figures over every ``stride``-th clip synthesised from a still (those with keyframe labels)."""
     records = [(i, r) for i, r in enumerate(clips.records) if r.origin == "still"][::stride]
     if not records:
         raise SystemExit(f"{clips.folder} has no clips made from stills: nothing to compare with exact motion")

@@ -206,7 +206,7 @@ class _TraceParser:
         self.nals[-1].fields.append(traced)
 
     def finish(self) -> list[TracedNal]:
-        """The records, with ``nal_unit_type`` and ``temporal_id`` filled in from the traced header."""
+        """Return the records, with ``nal_unit_type`` and ``temporal_id`` filled in from the traced header."""
         self._flush_titles()
         for nal in self.nals:
             if nal.fields:
@@ -260,7 +260,7 @@ def annexb_nal_units(data: bytes) -> list[bytes]:
 
 
 def remove_emulation_prevention(nal: bytes) -> bytes:
-    """The RBSP-domain bytes of a NAL unit: every ``0x03`` following two zero bytes removed."""
+    """Return the RBSP-domain bytes of a NAL unit: every ``0x03`` following two zero bytes removed."""
     return re.sub(b"\x00\x00\x03", b"\x00\x00", nal)
 
 
@@ -271,7 +271,7 @@ SLICE_TYPE_B, SLICE_TYPE_P, SLICE_TYPE_I = 0, 1, 2
 
 
 def slice_segments(nals: Sequence[TracedNal]) -> list[TracedNal]:
-    """The traced slice segment headers among ``nals``."""
+    """Return the traced slice segment headers among ``nals``."""
     return [nal for nal in nals if nal.nal_unit_type in SLICE_NAL_TYPES and nal.fields]
 
 
@@ -297,7 +297,10 @@ class Check:
 
 
 def has(**values: int) -> Check:
-    """Some NAL unit has all of these ``field=value`` pairs (e.g. a B slice in a reference picture)."""
+    """Return a check that some NAL unit has all of these ``field=value`` pairs.
+
+    For example, a B slice in a reference picture.
+    """
 
     def predicate(nals: Sequence[TracedNal]) -> bool:
         for nal in nals:
@@ -310,12 +313,12 @@ def has(**values: int) -> Check:
 
 
 def has_field(name: str) -> Check:
-    """The field ``name`` is traced at least once."""
+    """Return a check that the field ``name`` is traced at least once."""
     return Check(f"{name} is present", lambda nals: bool(field_values(nals, name)))
 
 
 def never(name: str, value: int) -> Check:
-    """The field ``name`` is traced at least once and never takes ``value``."""
+    """Return a check that the field ``name`` is traced at least once and never takes ``value``."""
 
     def predicate(nals: Sequence[TracedNal]) -> bool:
         values = field_values(nals, name)
@@ -325,7 +328,7 @@ def never(name: str, value: int) -> Check:
 
 
 def only(name: str, *allowed: int) -> Check:
-    """The field ``name`` is traced at least once and only takes values from ``allowed``."""
+    """Return a check that the field ``name`` is traced at least once and only takes values from ``allowed``."""
 
     def predicate(nals: Sequence[TracedNal]) -> bool:
         values = field_values(nals, name)
@@ -335,7 +338,7 @@ def only(name: str, *allowed: int) -> Check:
 
 
 def largest(name: str, value: int) -> Check:
-    """The largest value the field ``name`` takes is ``value``."""
+    """Return a check that the largest value the field ``name`` takes is ``value``."""
     return Check(f"max({name}) == {value}", lambda nals: max(field_values(nals, name), default=None) == value)
 
 
@@ -346,17 +349,23 @@ def lacks(**values: int) -> Check:
 
 
 def absent(name: str) -> Check:
-    """The field ``name`` is never traced."""
+    """Return a check that the field ``name`` is never traced."""
     return Check(f"{name} is absent", lambda nals: not field_values(nals, name))
 
 
 def has_section(title: str) -> Check:
-    """Some NAL unit contains a nested structure titled ``title`` (an SEI message, for instance)."""
+    """Return a check that some NAL unit contains a nested structure titled ``title``.
+
+    The structure is an SEI message, for instance.
+    """
     return Check(f"some NAL unit contains {title!r}", lambda nals: any(title in nal.sections for nal in nals))
 
 
 def max_l0_references(n: int) -> Check:
-    """The most active list-0 references any P or B slice uses is ``n`` (slice override or PPS default)."""
+    """Return a check that the most active list-0 references any P or B slice uses is ``n``.
+
+    A slice's active references are its slice override or the PPS default.
+    """
 
     def predicate(nals: Sequence[TracedNal]) -> bool:
         defaults: dict[int, int] = {}
@@ -431,7 +440,7 @@ class StreamSpec:
 
     @property
     def encoder_params(self) -> str:
-        """The full ``x265-params`` option string."""
+        """Return the full ``x265-params`` option string."""
         return ":".join(p for p in ("log-level=error", self.x265_params) if p)
 
     def all_checks(self) -> list[Check]:
@@ -444,7 +453,7 @@ class StreamSpec:
 
 
 def render(spec: StreamSpec) -> np.ndarray:
-    """The ``(frames, height, width, 3)`` uint8 RGB content of ``spec``."""
+    """Return the ``(frames, height, width, 3)`` uint8 RGB content of ``spec``."""
     frames = panning_clip(spec.width, spec.height, spec.frames, velocity=spec.velocity, seed=spec.seed).frames
     if not spec.fade:
         return frames
@@ -479,7 +488,7 @@ def decode(path: Path) -> list[tuple[int, int, str]]:
 
 
 def repository_root() -> Path:
-    """The repository root: the folder above ``test/``."""
+    """Return the repository root: the folder above ``test/``."""
     return Path(__file__).resolve().parent.parent
 
 
@@ -490,7 +499,10 @@ def shared_stream(name: str) -> Path | None:
 
 
 def _spec(name: str, x265_params: str = "", **options: Any) -> StreamSpec:
-    """A :class:`StreamSpec` whose pan velocity and scene seed derive from ``name`` (stable, varied per stream)."""
+    """Return a :class:`StreamSpec` whose pan velocity and scene seed derive from ``name``.
+
+    The derived values are stable, and varied per stream.
+    """
     digest = zlib.crc32(name.encode())
     options.setdefault("velocity", ((digest % 29 - 14) / 4 or 1.25, ((digest >> 8) % 13 - 6) / 4))
     options.setdefault("seed", digest % 1000)

@@ -26,8 +26,10 @@ def run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def build_driver(source: Path, out_dir: Path, flags: list[str]) -> Path:
-    """Compile ``source`` with every parser layer (not the Python bindings) and ``flags``; fail the test with the
-    compiler output if it does not build."""
+    """Compile ``source`` with every parser layer (not the Python bindings) and ``flags``.
+
+    Fail the test with the compiler output if it does not build.
+    """
     binary = out_dir / source.stem
     sources = sorted(p for p in HEVC_DIR.glob("*.cpp") if p.name != "bindings.cpp")
     cmd = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, f"-I{REPO_ROOT}"]
@@ -38,7 +40,7 @@ def build_driver(source: Path, out_dir: Path, flags: list[str]) -> Path:
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
-    """The ``key=value`` counts of a driver's ``summary:`` line; fails the test on an error or a crash."""
+    """Return the ``key=value`` counts of a driver's ``summary:`` line; fail the test on an error or a crash."""
     assert result.returncode == 0, f"exit status {result.returncode}\n{result.stdout}\n{result.stderr}"
     lines = [line for line in result.stdout.splitlines() if line.startswith("summary: ")]
     assert len(lines) == 1, result.stdout
@@ -46,7 +48,10 @@ def summary(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
 
 
 def corrupt(path: Path, out: Path, seed: int) -> Path:
-    """A copy of ``path`` with a few bytes flipped in the middle of one slice NAL unit's data (seeded)."""
+    """Write to ``out`` a copy of ``path`` with a few bytes flipped in the middle of one slice NAL unit's data.
+
+    The flipped bytes are seeded by ``seed``.
+    """
     data = bytearray(path.read_bytes())
     starts = [i + 3 for i in range(len(data) - 3) if data[i : i + 3] == b"\x00\x00\x01"]
     ends = [*(s - 3 for s in starts[1:]), len(data)]

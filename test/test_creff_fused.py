@@ -30,7 +30,7 @@ def inputs(n: int, c: int, lr: tuple[int, int], key: tuple[int, int], frame: tup
 
 
 def reference(creff: CReFF, lr_feature, key_feature, displacement) -> torch.Tensor:
-    """The composition in float64 (the oracle)."""
+    """Compute the composition in float64 (the oracle)."""
     ref = make_creff(creff.channels, creff.attention.window, False, 0).double()
     ref.load_state_dict({k: v.double() for k, v in creff.state_dict().items()})
     ref.attention.scale = creff.attention.scale
@@ -68,8 +68,11 @@ def test_fused_matches_the_composition(n, c, lr, key, frame, motion, window, sca
 
 
 def test_integer_motion_moves_the_keyframe_content():
-    """Sampling a keyframe shifted right by 2 px at x + 2 gives the unshifted result, except within reach of the
-    right border (2 px leave the keyframe, the K/V convolution and the 3x3 window spread that by 2 more)."""
+    """Sampling a keyframe shifted right by 2 px at x + 2 gives the unshifted result, except near the right border.
+
+    The exception covers the pixels within reach of the right border: 2 px leave the keyframe, and the K/V
+    convolution and the 3x3 window spread that by 2 more.
+    """
     creff = make_creff(4, 3, False, seed=1)
     lr_feature, key_feature, _ = inputs(1, 4, (6, 8), (12, 16), (12, 16), 0.0, seed=2)
     shift = torch.zeros(1, 2, 12, 16)

@@ -1,6 +1,8 @@
-"""Wire compatibility of the DDS transport with ROS 2: every message type the node reads or writes encodes to the
-bytes ``rosbags`` (the ROS 2 message definitions) gives, and decodes ``rosbags``' bytes to the same message,
-both in memory and through a real DDS writer and reader on loopback."""
+"""Wire compatibility of the DDS transport with ROS 2, for every message type the node reads or writes.
+
+Each encodes to the bytes ``rosbags`` (the ROS 2 message definitions) gives, and ``rosbags``' bytes decode to
+the same message, both in memory and through a real DDS writer and reader on loopback.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ from dataclasses import fields, is_dataclass
 
 import numpy as np
 import pytest
+from rosbags.typesys import Stores
 
 pytest.importorskip("cyclonedds", reason="the DDS transport needs the cyclonedds package (extra 'dds')")
 
-from arseg_ros import dds
 from arseg_ros.data.bags import typestore
-from arseg_ros.transport import QosSpec, dds_topic, dds_type_name
+from arseg_ros.ros import dds_node, dds_types
+from arseg_ros.ros.conventions import QosSpec, dds_topic, dds_type_name
 
 DOMAIN = 71
-STORE = typestore()
+# Jazzy's definitions: the graph messages (rmw_dds_common) changed their Gid from 24 to 16 bytes after Humble.
+STORE = typestore(Stores.ROS2_JAZZY)
 T = STORE.types
 PAYLOAD = bytes(range(256)) * 3 + b"\x00\x00\x01\x26\x01"
 
@@ -32,6 +36,13 @@ def ros_messages() -> dict[str, object]:
     status = T["diagnostic_msgs/msg/DiagnosticStatus"]
     key_value = T["diagnostic_msgs/msg/KeyValue"]
     vision_class = T["vision_msgs/msg/VisionClass"]
+
+    def gid(seed):
+        return T["rmw_dds_common/msg/Gid"](data=np.arange(seed, seed + 16, dtype=np.uint8))
+
+    node_info = T["rmw_dds_common/msg/NodeEntitiesInfo"](
+        node_namespace="/cam", node_name="arseg_node", reader_gid_seq=[gid(2)], writer_gid_seq=[gid(4), gid(5)]
+    )
     return {
         "builtin_interfaces/msg/Time": T["builtin_interfaces/msg/Time"](sec=-5, nanosec=999_999_999),
         "std_msgs/msg/Header": header(frame_id="a"),
@@ -81,27 +92,32 @@ def ros_messages() -> dict[str, object]:
                 status(level=2, name="y", message="é ünïcode", hardware_id="", values=[key_value(key="k", value="")]),
             ],
         ),
+        "rmw_dds_common/msg/Gid": gid(3),
+        "rmw_dds_common/msg/NodeEntitiesInfo": node_info,
+        "rmw_dds_common/msg/ParticipantEntitiesInfo": T["rmw_dds_common/msg/ParticipantEntitiesInfo"](
+            gid=gid(1), node_entities_info_seq=[node_info, node_info]
+        ),
     }
 
 
 def to_idl(cls, ros_msg):
-    """The IDL struct ``cls`` holding the same values as the rosbags message ``ros_msg``."""
+    """Return the IDL struct ``cls`` holding the same values as the rosbags message ``ros_msg``."""
     values = {}
     for f in fields(cls):
         value = getattr(ros_msg, f.name)
-        nested = dds.MESSAGE_TYPES.get(getattr(value, "__msgtype__", ""))
+        nested = dds_types.MESSAGE_TYPES.get(getattr(value, "__msgtype__", ""))
         if nested is not None:
             value = to_idl(nested, value)
         elif isinstance(value, np.ndarray):
             value = value.tobytes()
         elif isinstance(value, list):
-            value = [to_idl(dds.MESSAGE_TYPES[v.__msgtype__], v) for v in value]
+            value = [to_idl(dds_types.MESSAGE_TYPES[v.__msgtype__], v) for v in value]
         values[f.name] = value
     return cls(**values)
 
 
 def normalised(msg):
-    """A comparable form of an IDL struct: nested structs as dicts, byte payloads as bytes."""
+    """Return a comparable form of an IDL struct: nested structs as dicts, byte payloads as bytes."""
     if is_dataclass(msg):
         return {f.name: normalised(getattr(msg, f.name)) for f in fields(msg)}
     if isinstance(msg, list):
@@ -115,8 +131,8 @@ CASES = sorted(ros_messages())
 
 
 def test_every_node_type_is_covered():
-    assert set(CASES) == set(dds.MESSAGE_TYPES)
-    for msgtype, cls in dds.MESSAGE_TYPES.items():
+    assert set(CASES) == set(dds_types.MESSAGE_TYPES)
+    for msgtype, cls in dds_types.MESSAGE_TYPES.items():
         assert cls.__idl_typename__ == dds_type_name(msgtype)
         assert [f.name for f in fields(cls)] == [name for name, _ in STORE.fielddefs[msgtype][1]]
 
@@ -126,16 +142,16 @@ def test_dds_encoding_equals_rosbags_cdr(msgtype):
     ros = ros_messages()[msgtype]
     expected = bytes(STORE.serialize_cdr(ros, msgtype))
     assert expected[:4] == b"\x00\x01\x00\x00"
-    assert dds.encode_cdr(to_idl(dds.MESSAGE_TYPES[msgtype], ros)) == expected
+    assert dds_types.encode_cdr(to_idl(dds_types.MESSAGE_TYPES[msgtype], ros)) == expected
 
 
 @pytest.mark.parametrize("msgtype", CASES)
 def test_rosbags_cdr_decodes_to_the_same_message(msgtype):
     ros = ros_messages()[msgtype]
-    cls = dds.MESSAGE_TYPES[msgtype]
-    decoded = dds.decode_cdr(cls, bytes(STORE.serialize_cdr(ros, msgtype)))
+    cls = dds_types.MESSAGE_TYPES[msgtype]
+    decoded = dds_types.decode_cdr(cls, bytes(STORE.serialize_cdr(ros, msgtype)))
     assert normalised(decoded) == normalised(to_idl(cls, ros))
-    back = STORE.deserialize_cdr(dds.encode_cdr(decoded), msgtype)
+    back = STORE.deserialize_cdr(dds_types.encode_cdr(decoded), msgtype)
     assert bytes(STORE.serialize_cdr(back, msgtype)) == bytes(STORE.serialize_cdr(ros, msgtype))
 
 
@@ -143,8 +159,8 @@ def test_decode_rejects_what_is_not_canonical_cdr():
     good = bytes(
         STORE.serialize_cdr(ros_messages()["sensor_msgs/msg/CompressedImage"], "sensor_msgs/msg/CompressedImage")
     )
-    cls = dds.CompressedImage
-    assert dds.decode_cdr(cls, good + b"\x12\xb5\x78").format == "h265"  # final padding, of any content
+    cls = dds_types.CompressedImage
+    assert dds_types.decode_cdr(cls, good + b"\x12\xb5\x78").format == "h265"  # final padding, of any content
     bad = {
         "big-endian": b"\x00\x00" + good[2:],
         "truncated": good[:-10],
@@ -154,25 +170,25 @@ def test_decode_rejects_what_is_not_canonical_cdr():
         "empty": b"",
     }  # fmt: skip
     for name, raw in bad.items():
-        with pytest.raises(dds.CdrError, match="CompressedImage_"):
-            dds.decode_cdr(cls, raw)
+        with pytest.raises(dds_types.CdrError, match="CompressedImage_"):
+            dds_types.decode_cdr(cls, raw)
             pytest.fail(f"{name} was accepted")
 
 
 def test_qos_mapping_follows_ros():
-    reliable = dds.dds_qos(QosSpec("reliable", 24))
-    latched = dds.dds_qos(QosSpec("reliable", 1, "transient_local"))
-    best_effort = dds.dds_qos(QosSpec("best_effort", 5))
-    assert reliable[dds.Policy.History] == dds.Policy.History.KeepLast(24)
-    assert isinstance(reliable[dds.Policy.Reliability], dds.Policy.Reliability.Reliable)
-    assert reliable[dds.Policy.Durability] == dds.Policy.Durability.Volatile
-    assert latched[dds.Policy.Durability] == dds.Policy.Durability.TransientLocal
-    assert best_effort[dds.Policy.Reliability] == dds.Policy.Reliability.BestEffort
+    reliable = dds_node.dds_qos(QosSpec("reliable", 24))
+    latched = dds_node.dds_qos(QosSpec("reliable", 1, "transient_local"))
+    best_effort = dds_node.dds_qos(QosSpec("best_effort", 5))
+    assert reliable[dds_node.Policy.History] == dds_node.Policy.History.KeepLast(24)
+    assert isinstance(reliable[dds_node.Policy.Reliability], dds_node.Policy.Reliability.Reliable)
+    assert reliable[dds_node.Policy.Durability] == dds_node.Policy.Durability.Volatile
+    assert latched[dds_node.Policy.Durability] == dds_node.Policy.Durability.TransientLocal
+    assert best_effort[dds_node.Policy.Reliability] == dds_node.Policy.Reliability.BestEffort
 
 
 @pytest.fixture(scope="module")
 def participants():
-    return dds.participant(DOMAIN, loopback=True), dds.participant(DOMAIN, loopback=True)
+    return dds_node.participant(DOMAIN, loopback=True), dds_node.participant(DOMAIN, loopback=True)
 
 
 def wait_matched(writer, count=1, timeout_s=10.0):
@@ -191,13 +207,13 @@ def test_bytes_on_the_wire_equal_rosbags_cdr(participants, msgtype):
     sender, receiver = participants
     topic = f"/wire/{msgtype.split('/')[-1].lower()}"
     qos = QosSpec("reliable", 10)
-    reader = dds.RawReader(receiver, topic, msgtype, qos)
-    writer = dds.Writer(sender, topic, msgtype, qos)
+    reader = dds_node.RawReader(receiver, topic, msgtype, qos)
+    writer = dds_node.Writer(sender, topic, msgtype, qos)
     assert reader.dds_topic == dds_topic(topic) == "rt" + topic
     wait_matched(writer)
     ros = ros_messages()[msgtype]
     expected = bytes(STORE.serialize_cdr(ros, msgtype))
-    writer.write(to_idl(dds.MESSAGE_TYPES[msgtype], ros))
+    writer.write(to_idl(dds_types.MESSAGE_TYPES[msgtype], ros))
     writer.write_cdr(expected)
     received: list[bytes] = []
     deadline = time.monotonic() + 10

@@ -20,8 +20,10 @@ FRAME_NS = 33_333_333
 
 
 def encode(frames: np.ndarray, codec: str = "h264", params: str = "keyint=12:bframes=0:ref=1") -> list[Packet]:
-    """Encode RGB frames (``params`` override the encoder defaults); packets in decode order, each stamped with
-    its own picture's presentation time."""
+    """Encode RGB frames into packets in decode order (``params`` override the encoder defaults).
+
+    Each packet is stamped with its own picture's presentation time.
+    """
     packets = encode_frames(frames, EncoderSettings(codec=codec, extra=params))
     return [Packet(codec, p.data, p.index * FRAME_NS + 1_000_000_000, "camera", p.key) for p in packets]
 
@@ -91,7 +93,7 @@ def test_lr_mode_runs_the_constant_baseline(model, h264_packets):
 
 
 def joined_mid_gop(packets: list[Packet], start: int) -> list[Packet]:
-    """The stream from packet ``start`` on, with the parameter sets of the first keyframe in front of it."""
+    """Return the stream from packet ``start`` on, with the parameter sets of the first keyframe in front of it."""
     first = packets[0].data
     headers = first[: first.find(b"\x00\x00\x01\x65") + 1]
     joined = Packet("h264", headers + packets[start].data, packets[start].stamp_ns, "camera", False)
@@ -200,8 +202,10 @@ def test_config_errors(kwargs, message):
 
 
 def test_decoder_slice_threads_give_the_same_pictures_without_delay(model, clip):
-    """x265 codes wavefronts by default, so FFmpeg decodes rows in parallel; the output must not change and no
-    picture may come out later than with one thread."""
+    """Decoding with slice threads gives the same pictures as with one thread, and none of them later.
+
+    x265 codes wavefronts by default, so FFmpeg decodes rows in parallel.
+    """
     packets = encode(clip.frames[:13], codec="hevc", params="keyint=12:bframes=0:ref=1:wpp=1")
     single, _ = run(model, packets, mode="hr", decoder_threads=1)
     threaded = StreamSegmenter(model, EngineConfig(device="cpu", mode="hr", decoder_threads=3))

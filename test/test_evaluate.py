@@ -61,8 +61,10 @@ def test_bag_round_trip(tmp_path, fmt, storage):
 
 
 def humble_style(bag, out):
-    """Rewrite a rosbags sqlite3 bag the way ROS 2 Humble stores one: database schema 3 without message
-    definitions or type hashes, metadata version 5."""
+    """Rewrite a rosbags sqlite3 bag the way ROS 2 Humble stores one.
+
+    That is database schema 3 without message definitions or type hashes, and metadata version 5.
+    """
     shutil.copytree(bag, out)
     meta = yaml.safe_load((out / "metadata.yaml").read_text())
     info = meta["rosbag2_bagfile_information"]

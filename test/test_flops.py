@@ -41,7 +41,7 @@ def small_model(arch):
 
 @pytest.mark.parametrize("arch", ["pspnet18_camvid", "pspnet18_cityscapes", "bisenet18"])
 def test_conv_linear_count_agrees_with_torch_flop_counter(arch):
-    """torch's counter reports 2 FLOPs per multiply-accumulate of conv and matmul."""
+    """Torch's counter reports 2 FLOPs per multiply-accumulate of conv and matmul."""
     model = small_model(arch)
     frame = torch.randn(1, 3, 72, 104)
     with torch.no_grad():

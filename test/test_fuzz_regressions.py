@@ -48,7 +48,7 @@ PARIS_LIMIT = 60_000
 
 
 def encode_seed(name: str) -> bytes:
-    """The Annex B stream of one :data:`SEED_STREAMS` entry (libx265 through PyAV; deterministic)."""
+    """Encode the Annex B stream of one :data:`SEED_STREAMS` entry (libx265 through PyAV; deterministic)."""
     from arseg_ros.codec.encode import EncoderSettings, encode_frames
     from arseg_ros.data.synthetic import panning_clip
 
@@ -59,8 +59,11 @@ def encode_seed(name: str) -> bytes:
 
 
 def first_pictures(data: bytes, pictures: int, limit: int = PARIS_LIMIT) -> bytes:
-    """The prefix of an Annex B stream before its (pictures + 1)-th picture, at most ``limit`` bytes, cut at a NAL
-    unit boundary (a picture starts at a slice NAL unit with first_slice_segment_in_pic_flag)."""
+    """Return the prefix of an Annex B stream before its (pictures + 1)-th picture, cut at a NAL unit boundary.
+
+    The prefix is at most ``limit`` bytes. A picture starts at a slice NAL unit with
+    first_slice_segment_in_pic_flag.
+    """
     starts, i = [], 0
     while (i := data.find(b"\x00\x00\x01", i)) >= 0:
         starts.append(i + 3)
@@ -79,7 +82,7 @@ def first_pictures(data: bytes, pictures: int, limit: int = PARIS_LIMIT) -> byte
 
 
 def seed_corpus() -> dict[str, bytes]:
-    """The seed streams (no fuzzer mode byte): ``{name: Annex B bytes}``."""
+    """Return the seed streams (no fuzzer mode byte): ``{name: Annex B bytes}``."""
     out = {f"x265_{name}": encode_seed(name) for name, *_ in SEED_STREAMS}
     if PARIS.is_file():
         data = PARIS.read_bytes()
@@ -88,8 +91,11 @@ def seed_corpus() -> dict[str, bytes]:
 
 
 def replay(data: bytes, chunk: int) -> int:
-    """Feeds ``data`` to a fresh HevcParser in ``chunk``-byte pieces (0: whole), then flushes; returns the number of
-    parse errors (each call may raise one; the parser stays usable). Any other exception propagates."""
+    """Feed ``data`` to a fresh HevcParser in ``chunk``-byte pieces (0: whole), then flush it.
+
+    Return the number of parse errors (each call may raise one; the parser stays usable). Any other exception
+    propagates.
+    """
     parser = HevcParser(motion=True)
     errors = 0
     pieces = [data] if chunk == 0 else [data[i : i + chunk] for i in range(0, len(data), chunk)]

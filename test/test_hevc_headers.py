@@ -1,5 +1,6 @@
-"""HEVC header layers (``arseg_ros.codec.hevc``): trace parity with FFmpeg, POC/RPS/reference lists, chunked and
-length-prefixed input, and robustness against corrupt input.
+"""HEVC header layers (``arseg_ros.codec.hevc``): FFmpeg trace parity, POC/RPS/reference lists and input handling.
+
+Input handling covers chunked and length-prefixed input, and robustness against corrupt input.
 
 The parity tests compare every traced field (name, value, bit position) of every VPS, SPS, PPS and slice
 segment header with FFmpeg's ``trace_headers`` (``hevc_streams.trace_headers``) for the whole generated
@@ -41,7 +42,7 @@ def parse(data: bytes, trace: bool = False) -> list[Picture]:
 
 
 def summary(pictures: list[Picture]) -> list[tuple]:
-    """What must not depend on how the input was delivered."""
+    """Return what must not depend on how the input was delivered."""
     return [
         (
             p.decode_index,
@@ -105,7 +106,7 @@ def encode_mp4(x265_params: str, frames: int = 20, width: int = 128, height: int
 
 
 def hvcc_parameter_sets(extradata: bytes) -> tuple[bytes, int]:
-    """The parameter-set NAL units of an hvcC record as one 2-byte-length-prefixed unit, and its NAL length size."""
+    """Return an hvcC record's parameter-set NAL units as one 2-byte-length-prefixed unit, and its NAL length size."""
     length_size = (extradata[21] & 3) + 1
     out, pos = bytearray(), 23
     for _ in range(extradata[22]):
@@ -128,8 +129,10 @@ def hvcc_parameter_sets(extradata: bytes) -> tuple[bytes, int]:
     ],
 )
 def test_poc_follows_presentation_order(params: str) -> None:
-    """MP4 packets (length-prefixed, decode order): POC minus frame index is constant within each coded video
-    sequence, i.e. POC order is the presentation order PyAV reports, and every reference list is resolved."""
+    """MP4 packets (length-prefixed, decode order): POC order is the presentation order PyAV reports.
+
+    POC minus frame index is constant within each coded video sequence, and every reference list is resolved.
+    """
     data = encode_mp4(params)
     parser = HevcParser()
     with av.open(io.BytesIO(data)) as container:
@@ -271,7 +274,9 @@ def test_annexb_access_units_equal_stream(hevc_matrix: dict[str, Path]) -> None:
 
 def check_substream_offsets(data: bytes) -> int:
     """Entry points count escaped bytes; substream_offsets must be RBSP offsets (emulation prevention removed).
-    Returns how many slice segments had emulation-prevention bytes before one of their entry points."""
+
+    Returns how many slice segments had emulation-prevention bytes before one of their entry points.
+    """
     nals = annexb_nal_units(data)
     checked = 0
     for p in parse(data):
@@ -368,8 +373,10 @@ def test_empty_and_garbage_input() -> None:
 
 @pytest.mark.parametrize("name", ["bframes3", "slices2", "open_gop", "hrd_aud_repeat_headers"])
 def test_seeded_corruptions_never_crash(name: str, hevc_matrix: dict[str, Path]) -> None:
-    """Bit flips, truncated NAL units and dropped NAL units: HevcParseError or recovery, never a crash or hang;
-    the same parser then decodes the intact stream."""
+    """Bit flips, truncated NAL units and dropped NAL units: HevcParseError or recovery, never a crash or hang.
+
+    The same parser then decodes the intact stream.
+    """
     data = hevc_matrix[name].read_bytes()
     nals = annexb_nal_units(data)
     reference = summary(parse(data))
@@ -399,6 +406,8 @@ def test_seeded_corruptions_never_crash(name: str, hevc_matrix: dict[str, Path])
 
 
 class BitWriter:
+    """Bits of a hand-written header, appended one syntax element at a time."""
+
     def __init__(self) -> None:
         self.bits: list[int] = []
 
@@ -414,8 +423,11 @@ class BitWriter:
         return self.ue(2 * value - 1 if value > 0 else -2 * value)
 
     def nal(self, nal_unit_type: int, payload: bytes = b"") -> bytes:
-        """NAL unit header, these bits, a one bit and zero bits to the byte boundary (rbsp_trailing_bits or
-        byte_alignment), then ``payload``; with emulation prevention."""
+        """Return these bits as a NAL unit, with emulation prevention.
+
+        The unit is the NAL unit header, these bits, a one bit and zero bits to the byte boundary
+        (rbsp_trailing_bits or byte_alignment), then ``payload``.
+        """
         bits = [0] + [(nal_unit_type >> (5 - i)) & 1 for i in range(6)] + [0] * 6 + [0, 0, 1] + self.bits + [1]
         bits += [0] * (-len(bits) % 8)
         raw = bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8)) + payload
@@ -434,8 +446,11 @@ def ptl(w: BitWriter) -> None:
 
 
 def handmade_stream() -> bytes:
-    """128x64, CTB 16: 2x2 explicit tiles, dependent slice segments, long-term pictures (from the SPS and coded),
-    reference list modification, Log2ParMrgLevel 4, a slice header extension, num_extra_slice_header_bits 1."""
+    """Return a hand-made 128x64 stream with CTB 16.
+
+    It has 2x2 explicit tiles, dependent slice segments, long-term pictures (from the SPS and coded), reference
+    list modification, Log2ParMrgLevel 4, a slice header extension and num_extra_slice_header_bits 1.
+    """
     vps = BitWriter().u(4, 0).u(1, 1).u(1, 1).u(6, 0).u(3, 0).u(1, 1).u(16, 0xFFFF)
     ptl(vps)
     vps.u(1, 1).ue(5).ue(0).ue(0).u(6, 0).ue(0).u(1, 0).u(1, 0)

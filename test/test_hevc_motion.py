@@ -107,7 +107,7 @@ def read_motion(data: bytes) -> dict[int, MotionPicture]:
 
 
 def describe_mismatch(mine: MotionPicture, oracle: OraclePicture, bad: np.ndarray, limit: int = 5) -> str:
-    """The first ``limit`` differing blocks of a picture: position, our motion and libde265's."""
+    """Describe the first ``limit`` differing blocks of a picture: position, our motion and libde265's."""
     lines = [f"picture {oracle.decode_index} (POC {oracle.poc}): {int(bad.sum())} of {bad.size} blocks differ"]
     for by, bx in list(zip(*np.nonzero(bad), strict=True))[:limit]:
         lines.append(
@@ -154,13 +154,13 @@ def compare_with_oracle(driver: Path, stream: Path, out: Path) -> tuple[int, int
 
 @pytest.fixture(scope="module")
 def optimised_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The driver built with -O2, shared by the tests of this module."""
+    """Return the driver built with -O2, shared by the tests of this module."""
     return build_driver(DRIVER_SOURCE, tmp_path_factory.mktemp("motion_o2"), BUILDS["optimised"])
 
 
 @pytest.fixture(scope="module")
 def motion_streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The :data:`MOTION_STREAMS` of the matrix, encoded once per module."""
+    """Return the :data:`MOTION_STREAMS` of the matrix, encoded once per module."""
     directory = tmp_path_factory.mktemp("motion_streams")
     return {name: encode(spec, directory) for name, spec in SPECS.items()}
 
@@ -256,7 +256,10 @@ def test_sanitizer_build_matches_and_survives_corruption(motion_streams: dict[st
 
 
 def best_cpu_times_ms(driver: Path, stream: Path, repeats: int) -> tuple[float, float]:
-    """The least process CPU time (the driver's ``cpu_ms``) of ``repeats`` interleaved runs: parse only, with motion."""
+    """Return the least process CPU time of ``repeats`` interleaved runs: parse only, with motion.
+
+    The CPU time is the driver's ``cpu_ms``.
+    """
     parse_only: list[float] = []
     with_motion: list[float] = []
     for _ in range(repeats):
@@ -269,8 +272,10 @@ def best_cpu_times_ms(driver: Path, stream: Path, repeats: int) -> tuple[float, 
 @needs_paris
 @pytest.mark.slow
 def test_derivation_cost_on_paris(optimised_driver: Path) -> None:
-    """The derivation adds at most 20% to parsing paris (least CPU time of 9 interleaved runs; 35% allowed here so
-    that a loaded machine does not fail the test)."""
+    """The derivation adds at most 20% to parsing paris (least CPU time of 9 interleaved runs).
+
+    35% is allowed here so that a loaded machine does not fail the test.
+    """
     parse_only, with_motion = best_cpu_times_ms(optimised_driver, PARIS, 9)
     print(f"paris: parse {parse_only:.1f} ms, parse + derivation {with_motion:.1f} ms CPU")
     assert with_motion <= 1.35 * parse_only

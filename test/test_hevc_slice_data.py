@@ -112,7 +112,7 @@ def encode(stream: Stream, directory: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def optimised_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The driver built with -O2, shared by the tests of this module."""
+    """Return the driver built with -O2, shared by the tests of this module."""
     return build_driver(DRIVER_SOURCE, tmp_path_factory.mktemp("slice_data_o2"), BUILDS["optimised"])
 
 
@@ -124,7 +124,7 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def check_plausible(name: str, counts: dict[str, float], frames: int) -> None:
-    """Counts every stream must show, and the feature-specific counts of the stream ``name``."""
+    """Check the counts every stream must show, and the feature-specific counts of the stream ``name``."""
     assert counts["pictures"] == frames
     assert counts["ctus"] == counts["ctbs_expected"] == frames * counts["ctbs_per_picture"]
     assert counts["intra_cus"] > 0

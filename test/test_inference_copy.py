@@ -10,8 +10,10 @@ from arseg_ros.model.inference import fold_batchnorm, inference_copy
 
 
 def model_with_statistics(arch: str) -> nn.Module:
-    """A model whose BatchNorm layers carry non-trivial running statistics and affine parameters, with moderate
-    attention logits."""
+    """Build a model whose BatchNorm layers carry non-trivial running statistics and affine parameters.
+
+    Its attention logits are moderate.
+    """
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=arch, labels=CAMVID)).eval()
     gen = torch.Generator().manual_seed(1)

@@ -1,8 +1,9 @@
-"""The node live on DDS, end to end, on loopback: ``arseg-play`` publishes a generated 320x240 HEVC stream at
-30 fps, ``arseg_node --transport dds`` runs as a separate process with the demo model, and this test subscribes
-to its masks and diagnostics like any ROS 2 node would. Then a burst, a publisher restart mid-stream, corrupted
-packets and bad input (another type on the topic, malformed CDR, an oversized payload): the node keeps running
-and its diagnostics count what happened.
+"""The node live on DDS, end to end, on loopback, with bad input; the node keeps running and counts it.
+
+``arseg-play`` publishes a generated 320x240 HEVC stream at 30 fps, ``arseg_node --transport dds`` runs as a
+separate process with the demo model, and this test subscribes to its masks and diagnostics like any ROS 2
+node would. Then a burst, a publisher restart mid-stream, corrupted packets and bad input (another type on the
+topic, malformed CDR, an oversized payload): the node keeps running and its diagnostics count what happened.
 
 Bounded: every wait has a deadline, publishing loops are finite, the node stops itself after ``NODE_SECONDS``.
 """
@@ -23,14 +24,15 @@ from cyclonedds.idl import IdlStruct
 from cyclonedds.idl.annotations import final
 from rosbags.rosbag2 import Reader
 
-from arseg_ros import dds
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.data.bags import BagWriter
 from arseg_ros.data.synthetic import driving_clip
 from arseg_ros.demo import default_model
-from arseg_ros.play import main as play_main
-from arseg_ros.play import video_packets
-from arseg_ros.transport import QosSpec, loopback_environment
+from arseg_ros.ros import dds_node as dds
+from arseg_ros.ros import dds_types
+from arseg_ros.ros.conventions import QosSpec, loopback_environment
+from arseg_ros.ros.play import main as play_main
+from arseg_ros.ros.play import video_packets
 
 DOMAIN = 73
 ENV = loopback_environment(DOMAIN)
@@ -61,7 +63,7 @@ def node(tmp_path_factory):
     """``arseg_node --transport dds`` in its own process, on the test's domain, loopback only."""
     log = tmp_path_factory.mktemp("node") / "node.log"
     command = [
-        sys.executable, "-m", "arseg_ros.transport", "--transport", "dds", "--max-seconds", str(NODE_SECONDS),
+        sys.executable, "-m", "arseg_ros.ros.node", "--transport", "dds", "--max-seconds", str(NODE_SECONDS),
         "--ros-args", "-p", f"model:={default_model()}", "-p", "input_type:=compressed_image", "-p", "device:=cpu",
         "-p", "lag_policy:=all", "-p", f"max_message_bytes:={MAX_BYTES}", "-r", f"packets:={TOPIC}",
     ]  # fmt: skip
@@ -98,7 +100,7 @@ class Listener:
             self.status = {kv.key: kv.value for kv in msg.status[0].values}
 
     def wait_masks(self, count: int, timeout_s: float) -> list[int]:
-        """The stamps of the next ``count`` masks (fewer if ``timeout_s`` passes first)."""
+        """Return the stamps of the next ``count`` masks (fewer if ``timeout_s`` passes first)."""
         start = len(self.stamps)
         deadline = time.monotonic() + timeout_s
         while len(self.stamps) - start < count and time.monotonic() < deadline:
@@ -128,7 +130,7 @@ def count(status: dict[str, str], key: str) -> int:
 
 def play(stream: Path, *extra: str) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "arseg_ros.play", str(stream), "--transport", "dds", "--topic", TOPIC,
+        sys.executable, "-m", "arseg_ros.ros.play", str(stream), "--transport", "dds", "--topic", TOPIC,
         "--type", "compressed_image", "--fps", "30", "--wait-subscribers", "1", "--wait-timeout", "60",
         "--max-seconds", "30", *extra,
     ]  # fmt: skip
@@ -182,16 +184,16 @@ def test_live_stream_burst_restart_and_bad_input(stream, node):
         time.sleep(0.05)
     other_type.write(String(data="not video"))
 
-    def image(data: bytes, stamp_ns: int, fmt: str = "h265") -> dds.CompressedImage:
-        stamp = dds.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        return dds.CompressedImage(header=dds.Header(stamp=stamp, frame_id="camera"), format=fmt, data=data)
+    def image(data: bytes, stamp_ns: int, fmt: str = "h265") -> dds_types.CompressedImage:
+        stamp = dds_types.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+        return dds_types.CompressedImage(header=dds_types.Header(stamp=stamp, frame_id="camera"), format=fmt, data=data)
 
     packets = list(video_packets(stream, "camera", 30.0))
     base = 100 * 10**9
     writer.write(image(packets[0].data, base, fmt="jpeg"))  # unsupported format
     writer.write(image(b"", base))  # empty payload
     writer.write(image(bytes(MAX_BYTES + 1), base))  # oversized
-    valid = dds.encode_cdr(image(packets[0].data, base))
+    valid = dds_types.encode_cdr(image(packets[0].data, base))
     writer.write_cdr(valid.replace(b"h265", b"\xff\xfe65", 1))  # malformed: invalid UTF-8
     writer.write_cdr(valid + b"\xaa" * 16)  # malformed: trailing bytes
     rng = np.random.default_rng(0)

@@ -199,8 +199,10 @@ def test_extension_checks_its_arguments() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_every_simd_kernel_matches_reference(dtype: type, channels_last: bool) -> None:
-    """The generic (SSE2/NEON) kernels and, where the CPU has them, the AVX2+FMA and AVX-512 ones, forward and
-    backward."""
+    """Every SIMD kernel matches the reference, forward and backward.
+
+    The kernels are the generic (SSE2/NEON) ones and, where the CPU has them, the AVX2+FMA and AVX-512 ones.
+    """
     from arseg_ros.model import _local_attention as ext
 
     n, c, h, w, window, scale = 2, 5, 7, 19, 5, 0.9

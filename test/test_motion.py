@@ -14,7 +14,7 @@ W, H = 64, 48
 
 
 def inter_field(poc: int, refs: dict[int, tuple[int, tuple[int, int]]], picture_type: str = "P") -> MotionField:
-    """A field where every block predicts, per list, from one POC with one quarter-pel vector."""
+    """Build a field where every block predicts, per list, from one POC with one quarter-pel vector."""
     f = MotionField.empty(poc, picture_type, False, W, H)
     for lst, (ref, (mx, my)) in refs.items():
         f.pred_flag[lst] = True
@@ -236,8 +236,10 @@ def test_hevc_accumulation_matches_known_translation(velocity, bframes):
     ],
 )
 def test_hevc_accumulation_on_driving_clips(case, ego, moving, bframes, bound):
-    """Zoom, rotation and independently moving objects, against the renderer's exact displacement to frame 0,
-    on the textured half of the blocks whose scene point is visible in both frames."""
+    """Zoom, rotation and independently moving objects, against the renderer's exact displacement to frame 0.
+
+    The error is measured on the textured half of the blocks whose scene point is visible in both frames.
+    """
     from arseg_ros.codec.encode import EncoderSettings
     from arseg_ros.data.synthetic import EgoMotion, driving_clip
 
@@ -257,10 +259,13 @@ def test_hevc_accumulation_on_driving_clips(case, ego, moving, bframes, bound):
 
 @pytest.mark.parametrize(("seed", "ego"), [(2, (8.0, 0.0)), (3, (6.0, 0.1))])
 def test_exact_vectors_compose_to_the_true_displacement_of_a_drive(seed, ego):
-    """The accumulation alone, on zoom, rotation and moving traffic: every block sends the renderer's exact
-    vector, rounded to quarter-pel as a codec would, to one frame back or (on a checkerboard of 16x16 squares)
-    three frames back; the displacement composed to the keyframe at d = 11 matches the truth. The measured
-    medians are 0.17 and 0.20 px; quarter-pel rounding over up to 11 hops accounts for them."""
+    """The accumulation alone composes exact vectors to the true displacement, on zoom, rotation and moving traffic.
+
+    Every block sends the renderer's exact vector, rounded to quarter-pel as a codec would, to one frame back or
+    (on a checkerboard of 16x16 squares) three frames back; the displacement composed to the keyframe at d = 11
+    matches the truth. The measured medians are 0.17 and 0.20 px; quarter-pel rounding over up to 11 hops accounts
+    for them.
+    """
     from arseg_ros.data.synthetic import EgoMotion, driving_clip
 
     width, height = 256, 192

@@ -43,7 +43,7 @@ def build(out_dir: Path, flags: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def optimised_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The unit test built with -O2, shared by the tests of this module."""
+    """Return the unit test built with -O2, shared by the tests of this module."""
     return build(tmp_path_factory.mktemp("cabac_o2"), BUILDS["optimised"])
 
 

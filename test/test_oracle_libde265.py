@@ -33,7 +33,7 @@ MARGIN = 16  # pixels: blocks this close to the border may point outside the pic
 
 @pytest.fixture(scope="module")
 def oracle() -> Path:
-    """The accessor binary (built once per session; skipped only without apt/network)."""
+    """Return the accessor binary (built once per session; skipped only without apt/network)."""
     return session_oracle()
 
 
@@ -52,7 +52,7 @@ def encode(path: Path, frames: np.ndarray, x265_params: str) -> Path:
 
 
 def ffmpeg_frame_count(path: Path) -> int:
-    """Number of frames FFmpeg's HEVC decoder outputs for ``path`` (an independent picture count)."""
+    """Count the frames FFmpeg's HEVC decoder outputs for ``path`` (an independent picture count)."""
     with av.open(str(path), format="hevc") as container:
         return sum(1 for _ in container.decode(video=0))
 
@@ -118,9 +118,11 @@ def p_stream(oracle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[np
 
 @pytest.fixture(scope="module")
 def b_stream(oracle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path, OracleDump]:
-    """30 frames panning (2, -1) px/frame with up to 3 B-frames; open-GOP CRA keyframes with RASL pictures and
-    repeated parameter sets every 12 frames (without dropping the repeated SPS, libde265 rejects the RASL
-    pictures' references)."""
+    """Return 30 frames panning (2, -1) px/frame with up to 3 B-frames, their HEVC stream and its oracle dump.
+
+    The stream has open-GOP CRA keyframes with RASL pictures and repeated parameter sets every 12 frames (without
+    dropping the repeated SPS, libde265 rejects the RASL pictures' references).
+    """
     frames = panning_clip(WIDTH, HEIGHT, 30, velocity=(2.0, -1.0), seed=5).frames
     path = encode(tmp_path_factory.mktemp("oracle") / "b.h265", frames, "keyint=12:bframes=3:log-level=error")
     return frames, path, libde265_dump(oracle, path)
@@ -211,7 +213,7 @@ def test_paris_random_access_wpp(oracle: Path, record_property: pytest.RecordPro
 
 
 def annex_b_units(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream, each with its 3-byte start code."""
+    """Split an Annex B byte stream into its NAL units, each with its 3-byte start code."""
     starts = [m.start() for m in re.finditer(b"\x00\x00\x01", data)]
     return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
 

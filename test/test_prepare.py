@@ -1,5 +1,8 @@
-"""arseg-prepare: manifest, resume, parallel = serial, bitstream motion as the engine sees it, stills' synthesised
-motion, video clips, phase-2 training and evaluation on prepared clips, and bad input."""
+"""arseg-prepare: manifest, resume, parallel = serial, motion, video clips, training and evaluation, bad input.
+
+The motion is the bitstream motion as the engine sees it and the stills' synthesised motion; training (phase 2)
+and evaluation run on prepared clips.
+"""
 
 import importlib.util
 import json
@@ -32,8 +35,11 @@ VELOCITY = (1.5, 0.5)
 
 
 def write_dataset(root: Path, n: int = 3, sequences: bool = False) -> Path:
-    """A folder dataset of ``n`` labelled 96x64 frames (named ``f0020``, ``f0040``, ...); with ``sequences``,
-    the 11 frames before each, cut from one panning clip (a known translation of ``VELOCITY`` per frame)."""
+    """Write a folder dataset of ``n`` labelled 96x64 frames (named ``f0020``, ``f0040``, ...).
+
+    With ``sequences``, it also holds the 11 frames before each, cut from one panning clip (a known translation of
+    ``VELOCITY`` per frame).
+    """
     clip = panning_clip(W, H, 20 * n + 1, velocity=VELOCITY, seed=21)
     for sub in ("images", "labels") + (("sequences",) if sequences else ()):
         (root / sub).mkdir(parents=True)
@@ -83,8 +89,11 @@ def test_manifest_lists_every_clip_with_its_settings(prepared):
 
 
 def assert_same_clip(a: Path, b: Path) -> None:
-    """Two builds of one clip: the same labels and gap; decoded frames and motion equal up to the encoder's
-    run-to-run variation (libx265 does not always give the same bits for the same input)."""
+    """Check that two builds of one clip have the same labels and gap.
+
+    Decoded frames and motion must be equal up to the encoder's run-to-run variation (libx265 does not always give
+    the same bits for the same input).
+    """
     x, y = read_clip(a), read_clip(b)
     assert x.gap == y.gap
     np.testing.assert_array_equal(x.labels, y.labels)
@@ -257,7 +266,7 @@ def test_evaluation_on_prepared_clips(prepared, tmp_path, capsys):
 
 
 def load_bench(name: str):
-    """A script of ``bench/`` as a module (``bench/`` is not a package)."""
+    """Load a script of ``bench/`` as a module (``bench/`` is not a package)."""
     path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)

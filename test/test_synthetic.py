@@ -69,7 +69,9 @@ def test_every_class_is_in_the_first_frame(seed):
 
 def test_points_seen_map_back_onto_their_pixels():
     """The surface point recorded for each pixel lies on that pixel's ray: the geometry of the motion is exact.
-    (Points are located where they are at time 0, so the traffic is stopped here.)"""
+
+    (Points are located where they are at time 0, so the traffic is stopped here.)
+    """
     scene = DrivingScene.generate(seed=3, moving_objects=False)
     camera = PinholeCamera(96, 72, x=1.5, z=4.0, yaw=0.1)
     view = scene.render(camera, time=0.5)
@@ -80,10 +82,13 @@ def test_points_seen_map_back_onto_their_pixels():
 
 
 def test_warping_frame_zero_reproduces_later_frames(clip):
-    """Bilinear sampling of frame 0 at ``(x + dx, y + dy)`` predicts frame t on valid pixels. The residual is the
-    resampling error of point-sampled texture (fine noise, sharp object and pattern edges, antialiased only
-    within a surface): measured 1.9-3.8 grey levels mean over seeds 0-3 at 160 x 120 (1.3-1.7 at 480 x 360),
-    against 4-15 without motion compensation; labels agree on 99.8 % of valid pixels (edges round either way)."""
+    """Bilinear sampling of frame 0 at ``(x + dx, y + dy)`` predicts frame t on valid pixels.
+
+    The residual is the resampling error of point-sampled texture (fine noise, sharp object and pattern edges,
+    antialiased only within a surface): measured 1.9-3.8 grey levels mean over seeds 0-3 at 160 x 120 (1.3-1.7 at
+    480 x 360), against 4-15 without motion compensation; labels agree on 99.8 % of valid pixels (edges round either
+    way).
+    """
     first = clip.frames[0].astype(np.float32)
     for t in range(1, N):
         valid = clip.valid[t]

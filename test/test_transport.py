@@ -7,13 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arseg_ros.pipeline import NodeParameters
-from arseg_ros.play import main as play_main
-from arseg_ros.transport import (
+from arseg_ros.ros.conventions import (
     LOOPBACK_URI,
     Names,
     TransportError,
-    choose_transport,
     dds_topic,
     dds_type_name,
     expand_name,
@@ -21,8 +18,10 @@ from arseg_ros.transport import (
     loopback_environment,
     node_qos,
     parse_ros_args,
-    split_ros_args,
 )
+from arseg_ros.ros.node import choose_transport, split_ros_args
+from arseg_ros.ros.parameters import NodeParameters
+from arseg_ros.ros.play import main as play_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +79,10 @@ def test_ros_args_and_parameters(tmp_path):
         load_parameters(parse_ros_args(["--ros-args", "-p", "modle:=m.pt"]))
     with pytest.raises(TransportError, match="no such file"):
         load_parameters(parse_ros_args(["--ros-args", "--params-file", str(tmp_path / "missing.yaml")]))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("arseg_node: {ros__parameters: [unclosed")
+    with pytest.raises(TransportError, match=r"broken\.yaml is not valid YAML"):
+        load_parameters(parse_ros_args(["--ros-args", "--params-file", str(broken)]))
     assert split_ros_args(["--transport", "dds", "--ros-args", "-p", "a:=1"]) == (
         ["--transport", "dds"],
         ["--ros-args", "-p", "a:=1"],
@@ -105,7 +108,12 @@ def test_transport_choice_and_loopback_environment():
     with pytest.raises(TransportError, match="unknown transport"):
         choose_transport("zenoh")
     env = loopback_environment(77, {"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "CYCLONEDDS_URI": LOOPBACK_URI, "ROS_DOMAIN_ID": "77"}
+    assert env == {
+        "PATH": "/bin",
+        "CYCLONEDDS_URI": LOOPBACK_URI,
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": "77",
+    }
     assert '<NetworkInterface name="lo"/>' in LOOPBACK_URI and "<AllowMulticast>false" in LOOPBACK_URI
     with pytest.raises(ValueError, match="out of range"):
         loopback_environment(300)
@@ -120,15 +128,15 @@ def _has(module: str) -> bool:
 def test_node_command_line_errors_are_one_line():
     env = loopback_environment(78)
     run = subprocess.run(
-        [sys.executable, "-m", "arseg_ros.transport", "--transport", "dds", "--ros-args", "-p", "mode:=fast"],
+        [sys.executable, "-m", "arseg_ros.ros.node", "--transport", "dds", "--ros-args", "-p", "mode:=fast"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 2 and "mode='fast'" in run.stdout + run.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "arseg_ros.transport", "--transport", "dds"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "arseg_ros.ros.node", "--transport", "dds"], env=env, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
-    assert run.returncode == 2 and "parameter 'model' is empty" in run.stdout + run.stderr
+    assert run.returncode == 2 and "no model given" in run.stdout + run.stderr
 
 
 def test_play_rejects_bad_arguments(tmp_path, capsys):

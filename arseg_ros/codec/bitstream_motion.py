@@ -17,8 +17,11 @@ from .motion import AccumulatedMotion, MotionAccumulator, MotionField
 
 @dataclass
 class PictureMotion:
-    """One parsed picture: its per-block ``field`` (quarter-pel vectors), its ``motion`` accumulated to the
-    keyframe (pixels), and ``accumulate_ms``, the time the accumulation took."""
+    """One parsed picture, with its motion field and its motion accumulated to the keyframe.
+
+    ``field``: its per-block field (quarter-pel vectors); ``motion``: its motion accumulated to the keyframe
+    (pixels); ``accumulate_ms``: the time the accumulation took.
+    """
 
     field: MotionField
     motion: AccumulatedMotion

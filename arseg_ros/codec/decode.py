@@ -27,9 +27,12 @@ class DecodeError(RuntimeError):
 
 @dataclass
 class DecodedPicture:
-    """One decoded picture: ``image`` ``(H, W, 3)`` uint8 RGB; ``packet_index``: input index of the packet
-    that carried it; ``picture_type``: "I"/"P"/"B"; ``key_frame``: FFmpeg's keyframe flag; ``motion_vectors``:
-    the H.264 side-data array (``None`` for HEVC or intra pictures)."""
+    """One decoded picture.
+
+    ``image``: ``(H, W, 3)`` uint8 RGB; ``packet_index``: input index of the packet that carried it;
+    ``picture_type``: "I"/"P"/"B"; ``key_frame``: FFmpeg's keyframe flag; ``motion_vectors``: the H.264
+    side-data array (``None`` for HEVC or intra pictures).
+    """
 
     image: np.ndarray
     packet_index: int
@@ -43,7 +46,8 @@ class DecoderSession:
 
     ``threads``: slice threads (0: one per core) for decoding (HEVC wavefronts, tiles and slices; H.264 slices)
     and for the conversion to RGB. Frame threading is not used: it would hold pictures back by one frame per
-    thread."""
+    thread.
+    """
 
     def __init__(self, codec: str, threads: int = 1) -> None:
         if threads < 0:

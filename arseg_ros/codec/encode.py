@@ -17,8 +17,11 @@ ENCODERS = {"hevc": ("libx265", "x265-params", "hevc"), "h264": ("libx264", "x26
 
 @dataclass
 class EncoderSettings:
-    """``keyint``: GOP length; ``bframes``; ``refs``: reference frames; ``bitrate_kbps`` (ABR) or, when 0,
-    ``crf``; ``preset``; ``extra``: more ``key=value`` encoder parameters joined with ``:``."""
+    """Encoder settings.
+
+    ``keyint``: GOP length; ``bframes``; ``refs``: reference frames; ``bitrate_kbps`` (ABR) or, when 0,
+    ``crf``; ``preset``; ``extra``: more ``key=value`` encoder parameters joined with ``:``.
+    """
 
     codec: str = "hevc"
     keyint: int = 12

@@ -1,5 +1,7 @@
-"""Parse-only HEVC (H.265) header layers: NAL units, parameter sets, slice segment headers, picture order
-count, reference picture sets and reference picture lists, from the C++ module ``arseg_ros.codec._hevc``.
+"""Parse-only HEVC (H.265) header layers, from the C++ module ``arseg_ros.codec._hevc``.
+
+The layers: NAL units, parameter sets, slice segment headers, picture order count, reference picture sets and
+reference picture lists.
 
 Units: sizes are in luma samples, positions (``bit_position``, trace ``position``) in bits of the NAL unit's
 RBSP (emulation-prevention bytes removed) counted from the first bit of the NAL unit header, byte offsets
@@ -51,8 +53,11 @@ SLICE_TYPES = {0: "B", 1: "P", 2: "I"}
 
 @dataclass(frozen=True)
 class RefPicture:
-    """One entry of RefPicList0/1 (8.3.4): the picture's POC, whether it is a long-term reference, whether
-    it is a placeholder for a missing picture (8.3.3), and the stable id of its DPB picture."""
+    """One entry of RefPicList0/1 (8.3.4).
+
+    It holds the picture's POC, whether it is a long-term reference, whether it is a placeholder for a missing
+    picture (8.3.3), and the stable id of its DPB picture.
+    """
 
     poc: int
     long_term: bool
@@ -62,8 +67,11 @@ class RefPicture:
 
 @dataclass(frozen=True)
 class TraceField:
-    """One traced syntax element: bit ``position`` in the RBSP (from the NAL unit header's first bit), the
-    FFmpeg ``trace_headers`` name (array indices included) and the decoded value."""
+    """One traced syntax element.
+
+    It holds the bit ``position`` in the RBSP (from the NAL unit header's first bit), the FFmpeg
+    ``trace_headers`` name (array indices included) and the decoded value.
+    """
 
     position: int
     name: str
@@ -72,11 +80,14 @@ class TraceField:
 
 @dataclass
 class SliceSegment:
-    """One slice segment. ``slice_type``: 0 B, 1 P, 2 I. ``address``: slice_segment_address in CTBs (raster
-    scan). ``qp``: SliceQpY. ``ref_l0``/``ref_l1``: the reference lists (empty for I slices and for pictures
-    that are not decodable). ``substream_offsets``: RBSP byte offsets of the substreams (index 0 is the start of
-    slice_segment_data()), mapped from ``entry_point_offset_minus1`` through the emulation-prevention bytes.
-    ``header``: decoded slice header fields. ``fields``: the header trace (``HevcParser(trace=True)`` only)."""
+    """One slice segment.
+
+    ``slice_type``: 0 B, 1 P, 2 I. ``address``: slice_segment_address in CTBs (raster scan). ``qp``: SliceQpY.
+    ``ref_l0``/``ref_l1``: the reference lists (empty for I slices and for pictures that are not decodable).
+    ``substream_offsets``: RBSP byte offsets of the substreams (index 0 is the start of slice_segment_data()),
+    mapped from ``entry_point_offset_minus1`` through the emulation-prevention bytes.
+    ``header``: decoded slice header fields. ``fields``: the header trace (``HevcParser(trace=True)`` only).
+    """
 
     nal_index: int
     slice_type: int
@@ -159,8 +170,11 @@ class Picture:
 
 @dataclass
 class NalDump:
-    """The traced header of one VPS/SPS/PPS/slice segment NAL unit. ``title`` as FFmpeg's CBS prints it
-    ("Video Parameter Set", "Sequence Parameter Set", "Picture Parameter Set", "Slice Segment Header")."""
+    """The traced header of one VPS/SPS/PPS/slice segment NAL unit.
+
+    ``title`` as FFmpeg's CBS prints it ("Video Parameter Set", "Sequence Parameter Set", "Picture Parameter Set",
+    "Slice Segment Header").
+    """
 
     nal_index: int
     nal_unit_type: int
@@ -225,8 +239,11 @@ class HevcParser:
         return self._call(self._native.feed, data)
 
     def feed_access_unit(self, data: bytes, length_size: int | None = None) -> list[Picture]:
-        """Parse one complete access unit. ``length_size``: 1, 2 or 4 for length-prefixed NAL units (hvcC
-        ``lengthSizeMinusOne + 1``); None: Annex B if ``data`` starts with a start code, else 4."""
+        """Parse one complete access unit.
+
+        ``length_size``: 1, 2 or 4 for length-prefixed NAL units (hvcC ``lengthSizeMinusOne + 1``); None: Annex B
+        if ``data`` starts with a start code, else 4.
+        """
         if length_size is None:
             length_size = 0 if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01" else 4
         return self._call(self._native.feed_access_unit, data, length_size)
@@ -236,21 +253,23 @@ class HevcParser:
         return self._call(self._native.flush)
 
     def take_dumps(self) -> list[NalDump]:
-        """The header traces recorded since the last call (``trace=True``)."""
+        """Return the header traces recorded since the last call (``trace=True``)."""
         return [
             NalDump(d["nal_index"], d["nal_unit_type"], d["temporal_id"], d["title"], _fields(d["fields"]))
             for d in self._native.take_dumps()
         ]
 
     def stats(self) -> dict[str, int]:
-        """Counts: nal_units, pictures, dropped_pictures, errors, generated_missing."""
+        """Return the counts: nal_units, pictures, dropped_pictures, errors, generated_missing."""
         return self._native.stats()
 
 
 def dump_headers(data: bytes) -> list[NalDump]:
-    """The traced headers of every VPS, SPS, PPS and slice segment of an Annex B stream, in stream order, with
-    FFmpeg ``trace_headers`` field names and RBSP bit positions. Raises :class:`HevcParseError` on the first
-    error. Slice segments of pictures the parser skips (before the first IRAP) are not dumped."""
+    """Return the traced headers of every VPS, SPS, PPS and slice segment of an Annex B stream, in stream order.
+
+    The headers carry FFmpeg ``trace_headers`` field names and RBSP bit positions. Raises :class:`HevcParseError`
+    on the first error. Slice segments of pictures the parser skips (before the first IRAP) are not dumped.
+    """
     parser = HevcParser(trace=True)
     parser.feed(data)
     parser.flush()
@@ -258,7 +277,7 @@ def dump_headers(data: bytes) -> list[NalDump]:
 
 
 def motion_field(picture: Picture) -> MotionField | None:
-    """The ``MotionField`` of a picture parsed with ``motion=True`` (``None`` when it has no motion)."""
+    """Return the ``MotionField`` of a picture parsed with ``motion=True`` (``None`` when it has no motion)."""
     if picture.motion is None:
         return None
     m = picture.motion

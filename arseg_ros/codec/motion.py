@@ -69,7 +69,7 @@ class MotionField:
 
     @classmethod
     def empty(cls, poc: int, picture_type: str, is_irap: bool, width: int, height: int) -> MotionField:
-        """A field with every block intra (no prediction), to be filled in by a codec adapter."""
+        """Return a field with every block intra (no prediction), to be filled in by a codec adapter."""
         hb, wb = block_grid(width, height)
         return cls(
             poc=poc,
@@ -142,8 +142,11 @@ class AccumulatedMotion:
 
 
 def fill_invalid(displacement: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Fill each invalid block from its valid neighbours, growing inwards pass by pass (the mean of the already
-    filled 4-neighbours); zeros if no block is valid. ``displacement``: ``(2, Hb, Wb)``; ``valid``: ``(Hb, Wb)``."""
+    """Fill each invalid block from its valid neighbours, growing inwards pass by pass.
+
+    Each pass takes the mean of the already filled 4-neighbours; zeros if no block is valid. ``displacement``:
+    ``(2, Hb, Wb)``; ``valid``: ``(Hb, Wb)``.
+    """
     return _fill_invalid(np.ascontiguousarray(displacement, np.float32), np.ascontiguousarray(valid, bool))
 
 

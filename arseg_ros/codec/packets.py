@@ -57,8 +57,11 @@ def codec_from_name(name: str) -> str | None:
 
 
 def to_annexb(data: bytes | bytearray | memoryview) -> bytes:
-    """Return ``data`` as Annex B: unchanged if it starts with a start code, converted from 4-byte
-    length-prefixed NAL units otherwise. Raises ``PacketError`` for an empty or unrecognised payload."""
+    """Return ``data`` as Annex B.
+
+    It is unchanged if it starts with a start code, converted from 4-byte length-prefixed NAL units otherwise.
+    Raises ``PacketError`` for an empty or unrecognised payload.
+    """
     raw = bytes(data)
     if not raw:
         raise PacketError("empty payload")

@@ -18,6 +18,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from ..codec.packets import Packet, packet_from_message
+from ..ros.messages import image_array, image_message
 
 FFMPEG_PACKET = """std_msgs/Header header
 int32 width
@@ -57,9 +58,9 @@ class BagError(ValueError):
     """A bag that cannot be read, or a topic it does not hold."""
 
 
-def typestore():
-    """The ROS 2 Humble type store plus the message types it lacks."""
-    store = get_typestore(Stores.ROS2_HUMBLE)
+def typestore(base: Stores = Stores.ROS2_HUMBLE):
+    """Return the type store of ``base`` (ROS 2 Humble by default) with the message types it lacks added."""
+    store = get_typestore(base)
     for name, text in EXTRA_TYPES.items():
         store.register(get_types_from_msg(text, name))
     return store
@@ -78,8 +79,10 @@ def is_bag(path: str | os.PathLike) -> bool:
 
 @contextmanager
 def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
-    """An open reader of the bag at ``path`` with the package's type store, closed on exit; ``BagError`` naming
-    the path when it is not a readable rosbag2 bag."""
+    """Yield an open reader of the bag at ``path`` with the package's type store, closed on exit.
+
+    Raises ``BagError`` naming the path when it is not a readable rosbag2 bag.
+    """
     try:
         reader = AnyReader([Path(path)], default_typestore=typestore())
         reader.open()
@@ -92,8 +95,11 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
 
 
 def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = None) -> Iterator[object]:
-    """Yield the deserialised messages of ``topic`` in recording order. Raises ``BagError`` for a bag that is
-    not readable, a topic it lacks (listing its topics and types), or a topic of another type than ``msgtype``."""
+    """Yield the deserialised messages of ``topic`` in recording order.
+
+    Raises ``BagError`` for a bag that is not readable, a topic it lacks (listing its topics and types), or a
+    topic of another type than ``msgtype``.
+    """
     path = Path(path)
     with open_bag(path) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
@@ -106,8 +112,10 @@ def topic_messages(path: str | os.PathLike, topic: str, msgtype: str | None = No
 
 
 def packets_from_bag(path: str | os.PathLike, topic: str) -> Iterator[Packet]:
-    """Yield the packets of ``topic`` in recording order (``PacketError`` for messages that are not
-    HEVC/H.264 video)."""
+    """Yield the packets of ``topic`` in recording order.
+
+    Raises ``PacketError`` for messages that are not HEVC/H.264 video.
+    """
     for msg in topic_messages(path, topic):
         yield packet_from_message(msg, topic)
 
@@ -194,9 +202,7 @@ class BagWriter:
                 self._writer.write(conn, timestamp, self.store.serialize_cdr(msg, connection.msgtype))
 
     def write_image(self, topic: str, image: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> None:
-        """A ``sensor_msgs/Image`` (mono8 ``(H, W)`` or rgb8 ``(H, W, 3)`` uint8)."""
-        from ..messages import image_message
-
+        """Write a ``sensor_msgs/Image`` (mono8 ``(H, W)`` or rgb8 ``(H, W, 3)`` uint8)."""
         msgtype = "sensor_msgs/msg/Image"
         msg = image_message(self.types[msgtype], self._header(stamp_ns, frame_id), image, encoding)
         self._writer.write(self._connection(topic, msgtype), stamp_ns, self.store.serialize_cdr(msg, msgtype))
@@ -204,8 +210,6 @@ class BagWriter:
 
 def read_images(path: str | os.PathLike, topic: str) -> dict[int, np.ndarray]:
     """Every ``sensor_msgs/Image`` of ``topic``, keyed by header stamp in nanoseconds."""
-    from ..messages import image_array
-
     return {
         int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec): image_array(msg)
         for msg in topic_messages(path, topic, "sensor_msgs/msg/Image")

@@ -29,8 +29,10 @@ OUTSIDE_FILL = "reflection"
 
 @dataclass
 class MotionRange:
-    """Bounds of the synthetic camera motion over the whole gap: zoom factor, translation (fraction of the
-    image size) and rotation (degrees)."""
+    """Bounds of the synthetic camera motion over the whole gap.
+
+    The bounds are the zoom factor, translation (fraction of the image size) and rotation (degrees).
+    """
 
     zoom: float = 0.12
     shift: float = 0.06
@@ -39,8 +41,10 @@ class MotionRange:
 
 @dataclass
 class CameraMotion:
-    """The camera motion from a still back to its keyframe: ``zoom`` (scale factor, <= 1), ``angle``
-    (radians), ``shift`` ``(tx, ty)`` in pixels, about the centre of a ``(height, width)`` image."""
+    """The camera motion from a still back to its keyframe, about the centre of a ``(height, width)`` image.
+
+    ``zoom``: scale factor, <= 1; ``angle``: radians; ``shift``: ``(tx, ty)`` in pixels.
+    """
 
     zoom: float
     angle: float
@@ -61,13 +65,15 @@ class CameraMotion:
     def of_clip(
         cls, seed: list[int], bounds: MotionRange, span: int, gap: int, height: int, width: int
     ) -> CameraMotion:
-        """The motion of a still's clip of ``gap`` frames: one motion drawn from ``seed`` for ``span`` frames, of
-        which the clip moves ``gap / span`` (``arseg-prepare`` records the seed per clip and the rest in its
-        settings)."""
+        """Return the motion of a still's clip of ``gap`` frames.
+
+        One motion is drawn from ``seed`` for ``span`` frames, of which the clip moves ``gap / span``
+        (``arseg-prepare`` records the seed per clip and the rest in its settings).
+        """
         return cls.random(np.random.default_rng(seed), bounds, height, width).part(gap / span)
 
     def part(self, s: float) -> CameraMotion:
-        """The fraction ``s`` (0..1) of this motion (0: the still itself, 1: the whole motion)."""
+        """Return the fraction ``s`` (0..1) of this motion (0: the still itself, 1: the whole motion)."""
         return CameraMotion(
             1.0 - s * (1.0 - self.zoom),
             s * self.angle,
@@ -84,8 +90,11 @@ class CameraMotion:
         return np.array([(self.width - 1) / 2, (self.height - 1) / 2])
 
     def displacement(self) -> np.ndarray:
-        """``(2, H, W)`` float32: pixels ``(dx, dy)`` from each pixel of the still to its position in the moved
-        frame (the backward-warp convention of ``arseg_ros.model.creff``)."""
+        """Return the displacement from the still to the moved frame, ``(2, H, W)`` float32.
+
+        Pixels ``(dx, dy)`` from each pixel of the still to its position in the moved frame (the backward-warp
+        convention of ``arseg_ros.model.creff``).
+        """
         ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float64)
         c = self._centre()
         moved = np.einsum("ij,jhw->ihw", self._matrix(), np.stack([xs - c[0], ys - c[1]]))
@@ -102,14 +111,16 @@ class CameraMotion:
         return torch.from_numpy(norm).float()[None]
 
     def render(self, image: np.ndarray) -> np.ndarray:
-        """The still ``(H, W, 3)`` uint8 as the moved camera sees it (bilinear; mirrored beyond the still)."""
+        """Return the still ``(H, W, 3)`` uint8 as the moved camera sees it (bilinear; mirrored beyond the still)."""
         img = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
         out = F.grid_sample(img, self._grid(), mode="bilinear", padding_mode=OUTSIDE_FILL, align_corners=False)[0]
         return out.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
     def render_labels(self, labels: np.ndarray) -> np.ndarray:
-        """The still's ``(H, W)`` uint8 class ids as the moved camera sees them (nearest; mirrored beyond the
-        still, as ``render``)."""
+        """Return the still's ``(H, W)`` uint8 class ids as the moved camera sees them.
+
+        Sampling is nearest; the labels are mirrored beyond the still, as ``render``.
+        """
         ids = torch.from_numpy(labels.astype(np.float32))[None, None]
         out = F.grid_sample(ids, self._grid(), mode="nearest", padding_mode=OUTSIDE_FILL, align_corners=False)[0, 0]
         return out.round().byte().numpy()
@@ -118,7 +129,7 @@ class CameraMotion:
 def still_clip(
     image: np.ndarray, labels: np.ndarray, gap: int, motion: CameraMotion
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A clip of ``gap + 1`` frames ending on a still: frame ``k`` shows ``motion.part((gap - k) / gap)``.
+    """Return a clip of ``gap + 1`` frames ending on a still: frame ``k`` shows ``motion.part((gap - k) / gap)``.
 
     ``image``: ``(H, W, 3)`` uint8; ``labels``: ``(H, W)`` uint8. Returns ``frames`` ``(gap + 1, H, W, 3)``
     uint8 (frame 0 is the keyframe, frame ``gap`` the still), the keyframe's labels ``(H, W)`` uint8, and the

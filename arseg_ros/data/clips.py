@@ -56,7 +56,7 @@ class CompressedClip:
 
 
 def clip_encoder(settings: EncoderSettings) -> EncoderSettings:
-    """``settings`` with the single-threaded x265 parameters appended (see the module docstring)."""
+    """Return ``settings`` with the single-threaded x265 parameters appended (see the module docstring)."""
     if settings.codec != "hevc":
         raise ClipError(f"clips are HEVC (their motion comes from the HEVC bitstream parser), not {settings.codec}")
     extra = ":".join(p for p in (settings.extra, SINGLE_THREADED) if p)
@@ -69,8 +69,11 @@ def compress_clip(
     settings: EncoderSettings,
     key_labels: np.ndarray | None = None,
 ) -> CompressedClip:
-    """Encode ``frames`` ``(d + 1, H, W, 3)`` uint8 (keyframe first, labelled frame last), decode them and take
-    the labelled frame's motion from the bitstream. ``labels``: ``(H, W)`` uint8 of the labelled frame."""
+    """Encode ``frames``, decode them and take the labelled frame's motion from the bitstream.
+
+    ``frames``: ``(d + 1, H, W, 3)`` uint8 (keyframe first, labelled frame last). ``labels``: ``(H, W)`` uint8 of
+    the labelled frame.
+    """
     gap = len(frames) - 1
     if gap < 0:
         raise ClipError("a clip needs at least one frame")
@@ -91,14 +94,14 @@ def compress_clip(
 
 
 def _decode(packets: list[EncodedPacket]) -> dict[int, np.ndarray]:
-    """Decoded pictures by presentation index."""
+    """Return the decoded pictures by presentation index."""
     session = DecoderSession("hevc")
     pictures = [p for packet in packets for p in session.decode(packet.data)] + session.flush()
     return {packets[p.packet_index].index: p.image for p in pictures}
 
 
 def _motion(packets: list[EncodedPacket], gap: int) -> AccumulatedMotion:
-    """The labelled frame's motion accumulated to the keyframe; its POC is its presentation index."""
+    """Return the labelled frame's motion accumulated to the keyframe; its POC is its presentation index."""
     stream = HevcMotionStream()
     by_poc = {m.field.poc: m.motion for packet in packets for m in stream.feed(packet.data)}
     by_poc.update({m.field.poc: m.motion for m in stream.flush()})

@@ -1,5 +1,6 @@
-"""Labelled image datasets: CamVid (SegNet 480x360 layout and the 960x720 32-class layout), Cityscapes, and
-any folder of images with label PNGs and a class file.
+"""Labelled image datasets: CamVid, Cityscapes, and any folder of images with label PNGs and a class file.
+
+CamVid comes in two layouts: the SegNet 480x360 layout and the 960x720 32-class layout.
 
 Every dataset yields ``LabelledImage(image (H, W, 3) uint8 RGB, labels (H, W) uint8 class ids, name)``; 255 is
 "no label". Problems in a dataset folder (a missing label, an image and label of different sizes, a class id
@@ -87,8 +88,10 @@ class SegmentationDataset:
         return self.map_labels(_load_ids(path), path)
 
     def source(self, index: int) -> tuple[str, str, str]:
-        """``(name, image, label)`` of sample ``index`` without loading it: its name (the image's file stem) and
-        the paths of its image and label files."""
+        """Return ``(name, image, label)`` of sample ``index`` without loading it.
+
+        ``name`` is the image's file stem; ``image`` and ``label`` are the paths of its image and label files.
+        """
         image, label = self.pairs[index]
         return image.stem, str(image), str(label)
 
@@ -97,7 +100,7 @@ class SegmentationDataset:
         return False
 
     def preceding_frames(self, index: int, gap: int) -> np.ndarray:
-        """The ``gap`` (>= 1) video frames before sample ``index``, oldest first: ``(gap, H, W, 3)`` uint8 RGB.
+        """Return the ``gap`` (>= 1) video frames before sample ``index``, oldest first: ``(gap, H, W, 3)`` uint8 RGB.
 
         Raises ``DatasetError`` naming the first missing frame, or saying that the dataset has no video.
         """
@@ -115,7 +118,7 @@ class SegmentationDataset:
         return np.stack(frames)
 
     def frame_before(self, image: Path, offset: int) -> Path:
-        """The path of the video frame ``offset`` frames before the labelled ``image`` (datasets with video)."""
+        """Return the path of the video frame ``offset`` frames before the labelled ``image`` (datasets with video)."""
         raise DatasetError(f"{type(self).__name__} holds still images only, no frames before {image}")
 
     def __getitem__(self, index: int) -> LabelledImage:
@@ -136,9 +139,12 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 class CamVidSegNet(SegmentationDataset):
-    """CamVid in the 480x360 SegNet layout: ``<split>/*.jpg|png`` with ``<split>annot/<name>.png``, ids 0..10
-    and 11 = Void. ``void_as_class=True`` keeps Void as class 11 (the AR-Seg protocol, 12 classes); False maps
-    it to 255 (the usual 11-class protocol, with a class list of 11)."""
+    """CamVid in the 480x360 SegNet layout, with ids 0..10 and 11 = Void.
+
+    Files: ``<split>/*.jpg|png`` with ``<split>annot/<name>.png``. ``void_as_class=True`` keeps Void as class 11
+    (the AR-Seg protocol, 12 classes); False maps it to 255 (the usual 11-class protocol, with a class list of
+    11).
+    """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", void_as_class: bool = True) -> None:
         root = Path(root)
@@ -172,8 +178,11 @@ CAMVID32_TO_ARSEG = {
 
 
 class CamVid32(SegmentationDataset):
-    """CamVid at 960x720 with colour-coded 32-class labels: ``<images>/<name>.png`` and ``<labels>/<name>_L.png``
-    (folder names configurable). Mapped to the AR-Seg 12 classes; the other 20 classes become 255."""
+    """CamVid at 960x720 with colour-coded 32-class labels, mapped to the AR-Seg 12 classes.
+
+    Files: ``<images>/<name>.png`` and ``<labels>/<name>_L.png`` (folder names configurable). The other 20
+    classes become 255.
+    """
 
     def __init__(
         self, root: str | os.PathLike, images: str = "701_StillsRaw_full", labels: str = "LabeledApproved_full"
@@ -207,9 +216,12 @@ CITYSCAPES_ID_TO_TRAIN = {
 
 
 class Cityscapes(SegmentationDataset):
-    """Cityscapes: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` with
+    """Cityscapes, with images in ``leftImg8bit`` and labels in ``gtFine``.
+
+    Files: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` with
     ``gtFine/<split>/<city>/<stem>_gtFine_labelTrainIds.png`` (or ``_labelIds.png``, mapped to train ids).
-    ``preceding_frames(index, gap)`` reads the frames before a labelled image from ``leftImg8bit_sequence``."""
+    ``preceding_frames(index, gap)`` reads the frames before a labelled image from ``leftImg8bit_sequence``.
+    """
 
     def __init__(self, root: str | os.PathLike, split: str = "train") -> None:
         self.root = Path(root)
@@ -249,10 +261,13 @@ class Cityscapes(SegmentationDataset):
 
 
 class ImageFolder(SegmentationDataset):
-    """Any folder: ``images/<name>.png|jpg``, ``labels/<name>.png`` (class ids), and ``classes.yaml`` with
+    """Any folder of images with class-id label PNGs and a class file.
+
+    Files: ``images/<name>.png|jpg``, ``labels/<name>.png`` (class ids), and ``classes.yaml`` with
     ``classes: [{name: ..., color: [r, g, b]}, ...]`` (ids in that order). Optionally ``sequences/`` with the
     video frames: an image whose name ends in a frame number, ``<prefix><n>``, is preceded by
-    ``sequences/<prefix><n - k>`` (the number zero-padded to the same width, any image suffix)."""
+    ``sequences/<prefix><n - k>`` (the number zero-padded to the same width, any image suffix).
+    """
 
     def __init__(self, root: str | os.PathLike) -> None:
         root = Path(root)
@@ -285,8 +300,11 @@ class ImageFolder(SegmentationDataset):
 
 
 class SyntheticDriving(SegmentationDataset):
-    """``count`` labelled frames of ``arseg_ros.data.synthetic.driving_clip`` at ``size = (h, w)``, one street per
-    sample, rendered on demand. The ``train`` split uses seeds from 0, any other split seeds from 1,000,000."""
+    """``count`` labelled frames of ``arseg_ros.data.synthetic.driving_clip`` at ``size = (h, w)``.
+
+    One street per sample, rendered on demand. The ``train`` split uses seeds from 0, any other split seeds from
+    1,000,000.
+    """
 
     def __init__(self, count: int, size: tuple[int, int], split: str = "train") -> None:
         if count < 1:
@@ -312,8 +330,11 @@ class SyntheticDriving(SegmentationDataset):
 
 
 def open_dataset(kind: str, root: str | os.PathLike, split: str = "train", **options) -> SegmentationDataset:
-    """A dataset by layout name: ``camvid`` (SegNet layout), ``camvid32``, ``cityscapes``, ``folder`` or
-    ``synthetic`` (options ``count`` and ``size``)."""
+    """Return a dataset by layout name.
+
+    The layouts: ``camvid`` (SegNet layout), ``camvid32``, ``cityscapes``, ``folder`` or ``synthetic`` (options
+    ``count`` and ``size``).
+    """
     if kind == "synthetic":
         return SyntheticDriving(options.get("count", 100), options.get("size", (240, 320)), split)
     if kind == "camvid":

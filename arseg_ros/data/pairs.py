@@ -29,8 +29,11 @@ __all__ = ["Augmentation", "MotionRange", "TrainingSample", "synthetic_keyframe"
 
 @dataclass
 class TrainingSample:
-    """``frame``, ``key``: ``(3, H, W)`` float32 in 0..1; ``labels``: ``(H, W)`` int64 (255 = ignore);
-    ``displacement``: ``(2, H, W)`` float32 pixels from ``frame`` to ``key`` (``None`` in phase 1)."""
+    """One training sample: a frame, its labels and optionally its keyframe and the displacement to it.
+
+    ``frame``, ``key``: ``(3, H, W)`` float32 in 0..1; ``labels``: ``(H, W)`` int64 (255 = ignore);
+    ``displacement``: ``(2, H, W)`` float32 pixels from ``frame`` to ``key`` (``None`` in phase 1).
+    """
 
     frame: torch.Tensor
     labels: torch.Tensor
@@ -52,8 +55,11 @@ def synthetic_keyframe(
 
 @dataclass
 class Augmentation:
-    """Random scale in ``scale_range``, a ``crop = (h, w)`` window (padded with ignore where the image is
-    smaller), horizontal flip with probability ``flip``, and brightness/contrast jitter of ``jitter``."""
+    """Random scale, crop, horizontal flip and brightness/contrast jitter.
+
+    Random scale in ``scale_range``, a ``crop = (h, w)`` window (padded with ignore where the image is smaller),
+    horizontal flip with probability ``flip``, and brightness/contrast jitter of ``jitter``.
+    """
 
     crop: tuple[int, int]
     scale_range: tuple[float, float] = (0.5, 2.0)

@@ -45,10 +45,13 @@ class PreparedDataError(DatasetError):
 
 @dataclass
 class ClipRecord:
-    """One clip in the manifest: ``name`` (file stem), ``image`` and ``label`` (source files), ``origin``
-    (``"video"``: real preceding frames; ``"still"``: synthesised camera motion), ``gap`` (d, frames), ``file``
-    (relative to the split folder), ``sha256`` and ``bytes`` of the file, ``width`` and ``height`` (pixels),
-    ``filled_fraction`` (blocks whose motion was filled from neighbours), ``motion_seed`` (stills)."""
+    """One clip in the manifest.
+
+    ``name`` (file stem), ``image`` and ``label`` (source files), ``origin`` (``"video"``: real preceding frames;
+    ``"still"``: synthesised camera motion), ``gap`` (d, frames), ``file`` (relative to the split folder),
+    ``sha256`` and ``bytes`` of the file, ``width`` and ``height`` (pixels), ``filled_fraction`` (blocks whose
+    motion was filled from neighbours), ``motion_seed`` (stills).
+    """
 
     name: str
     image: str
@@ -66,8 +69,11 @@ class ClipRecord:
 
 @dataclass
 class Manifest:
-    """A prepared split: ``settings`` (dataset, split, gaps, encoder, motion range, seed), ``classes`` (the
-    class list), ``version`` (package), ``complete`` (every clip written), ``clips``."""
+    """A prepared split.
+
+    ``settings`` (dataset, split, gaps, encoder, motion range, seed), ``classes`` (the class list), ``version``
+    (package), ``complete`` (every clip written), ``clips``.
+    """
 
     settings: dict
     classes: dict

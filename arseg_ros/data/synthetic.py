@@ -32,10 +32,13 @@ _ID = {c.name: i for i, c in enumerate(CAMVID.classes)}
 
 @dataclass
 class SyntheticClip:
-    """``frames``: ``(T, H, W, 3)`` uint8 RGB. ``labels``: ``(T, H, W)`` uint8 CamVid class ids.
+    """A labelled synthetic clip with the per-pixel displacement of every frame to frame 0.
+
+    ``frames``: ``(T, H, W, 3)`` uint8 RGB. ``labels``: ``(T, H, W)`` uint8 CamVid class ids.
     ``displacement``: ``(T, 2, H, W)`` float32, pixels from each pixel of frame t to its position in frame 0
     (``(dx, dy)``, backward-warp convention of ``arseg_ros.model.creff``). ``valid``: ``(T, H, W)`` bool, pixels
-    whose scene point is visible in frame 0 (``None``: every pixel)."""
+    whose scene point is visible in frame 0 (``None``: every pixel).
+    """
 
     frames: np.ndarray
     labels: np.ndarray
@@ -43,10 +46,13 @@ class SyntheticClip:
     valid: np.ndarray | None = None
 
     def motion_between(self, t: int, r: int, x: np.ndarray, y: np.ndarray, iterations: int = 40) -> np.ndarray:
-        """``(2, *x.shape)`` float32 pixels: the exact motion vector from positions ``(x, y)`` (pixels) of frame
-        ``t`` to the same scene points in frame ``r``, i.e. what an ideal encoder would send for a block at
-        ``(x, y)`` predicting from ``r``. It goes through frame 0: ``D_t`` takes the point to frame 0, and ``D_r``
-        is inverted there by fixed-point iteration, so it holds where both frames see the point in frame 0."""
+        """``(2, *x.shape)`` float32 pixels: the exact motion vector from ``(x, y)`` in frame ``t`` to frame ``r``.
+
+        It takes the positions ``(x, y)`` (pixels) of frame ``t`` to the same scene points in frame ``r``, i.e. what an
+        ideal encoder would send for a block at ``(x, y)`` predicting from ``r``. It goes through frame 0: ``D_t`` takes
+        the point to frame 0, and ``D_r`` is inverted there by fixed-point iteration, so it holds where both frames see
+        the point in frame 0.
+        """
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.float32)
         target = np.stack([x, y]) + _bilinear(self.displacement[t], x, y)
@@ -57,8 +63,11 @@ class SyntheticClip:
 
 
 def _bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``(C, *x.shape)``: ``field`` ``(C, H, W)`` sampled bilinearly at pixel positions ``(x, y)``, clamped to
-    the image (``grid_sample`` with ``align_corners=True``: pixel centres at integer positions)."""
+    """``(C, *x.shape)``: ``field`` ``(C, H, W)`` sampled bilinearly at pixel positions ``(x, y)``.
+
+    Positions are clamped to the image (``grid_sample`` with ``align_corners=True``: pixel centres at integer
+    positions).
+    """
     h, w = field.shape[1:]
     grid = np.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], axis=-1).reshape(1, 1, -1, 2)
     sampled = F.grid_sample(
@@ -87,7 +96,10 @@ def _paint(canvas: np.ndarray, labels: np.ndarray, mask: np.ndarray, texture: np
 
 
 def render_scene(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A street scene canvas: ``(height, width, 3)`` float32 RGB in 0..255 and ``(height, width)`` uint8 labels."""
+    """Render a street scene canvas and its labels.
+
+    Returns ``(height, width, 3)`` float32 RGB in 0..255 and ``(height, width)`` uint8 labels.
+    """
     rng = np.random.default_rng(seed)
     canvas = np.zeros((height, width, 3), np.float32)
     labels = np.zeros((height, width), np.uint8)
@@ -141,7 +153,7 @@ def panning_clip(
     velocity: tuple[float, float] = (3.0, 0.0),
     seed: int = 0,
 ) -> SyntheticClip:
-    """A clip of ``num_frames`` frames whose camera pans ``velocity = (vx, vy)`` pixels per frame.
+    """Render a clip of ``num_frames`` frames whose camera pans ``velocity = (vx, vy)`` pixels per frame.
 
     Frame ``t`` shows the canvas window whose top-left corner is ``origin + t * velocity`` (sub-pixel
     velocities are rendered by bilinear sampling of the canvas; labels by nearest sampling).
@@ -243,9 +255,11 @@ class EgoMotion:
 
 @dataclass(frozen=True)
 class PinholeCamera:
-    """A pinhole camera ``_CAMERA_HEIGHT`` above the road at ``(x, z)`` metres, turned ``yaw`` radians right and
-    tilted ``pitch`` radians down; focal length ``_FOCAL_PER_WIDTH * width`` pixels, principal point at the image
-    centre, pixel centres at integer coordinates."""
+    """A pinhole camera ``_CAMERA_HEIGHT`` above the road at ``(x, z)`` metres.
+
+    It is turned ``yaw`` radians right and tilted ``pitch`` radians down; focal length ``_FOCAL_PER_WIDTH * width``
+    pixels, principal point at the image centre, pixel centres at integer coordinates.
+    """
 
     width: int
     height: int
@@ -283,8 +297,11 @@ class PinholeCamera:
 
 
 def ego_trajectory(ego: EgoMotion, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Camera offset from its start (``x``, ``z`` in metres) and heading (radians) at ``times`` (seconds, ``(T,)``,
-    starting at 0), each ``(T,)``: the arc of constant ``speed`` and ``yaw_rate`` plus the lateral drift."""
+    """Camera offset from its start (``x``, ``z`` in metres) and heading (radians) at ``times``, each ``(T,)``.
+
+    ``times`` are in seconds, ``(T,)``, starting at 0. The path is the arc of constant ``speed`` and ``yaw_rate``
+    plus the lateral drift.
+    """
     heading = ego.yaw_rate * (times - 0.5 * (times[0] + times[-1]))
     if abs(ego.yaw_rate) < 1e-9:
         x, z = np.zeros_like(times), ego.speed * times
@@ -302,7 +319,7 @@ class _Noise:
         self.lattice = (0.5 * rng.standard_normal(256 * 256)).astype(np.float32)
 
     def cell(self, iu: np.ndarray, iv: np.ndarray) -> np.ndarray:
-        """The lattice value at integer cells (any integers: the lattice repeats)."""
+        """Return the lattice value at integer cells (any integers: the lattice repeats)."""
         return self.lattice[((iv.astype(np.int32) & 255) << 8) | (iu.astype(np.int32) & 255)]
 
     def smooth(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -318,8 +335,11 @@ class _Noise:
         return ab + (c + (d - c) * su - ab) * sv
 
     def fbm(self, u: np.ndarray, v: np.ndarray, footprint: np.ndarray, octaves: int = 3) -> np.ndarray:
-        """Octaves of noise at ``(u, v)`` cells, each halving in size and amplitude; an octave fades out where
-        ``footprint`` (pixel size on the surface, in cells) exceeds half its cell size, against aliasing."""
+        """Octaves of noise at ``(u, v)`` cells, each halving in size and amplitude.
+
+        An octave fades out where ``footprint`` (pixel size on the surface, in cells) exceeds half its cell size,
+        against aliasing.
+        """
         total = np.zeros_like(u)
         for k in range(octaves):
             scale = float(2**k)
@@ -330,8 +350,11 @@ class _Noise:
 
 @dataclass(frozen=True)
 class _Street:
-    """Cross-section of the street (x in metres; lanes of ``lane_width`` left and right of the centre line at x = 0,
-    a parking strip, a kerb and a pavement each side) and its surface look."""
+    """Cross-section of the street and its surface look.
+
+    x is in metres. Lanes of ``lane_width`` lie left and right of the centre line at x = 0, with a parking strip, a
+    kerb and a pavement on each side.
+    """
 
     lane_width: float
     lanes_left: int
@@ -364,14 +387,17 @@ class _Street:
 
     @property
     def ego_x(self) -> float:
-        """The camera's start: the centre of the right-hand lane next to the centre line."""
+        """Return the camera's start: the centre of the right-hand lane next to the centre line."""
         return 0.5 * self.lane_width
 
 
 @dataclass
 class _Sprite:
-    """A planar textured rectangle: the points ``origin + velocity * t + u * axis_u + v * axis_v`` (metres, seconds)
-    with ``extent[0] <= u < extent[1]`` and ``extent[2] <= v < extent[3]``; its painter ``kind`` gives its look."""
+    """A planar textured rectangle; its painter ``kind`` gives its look.
+
+    Its points are ``origin + velocity * t + u * axis_u + v * axis_v`` (metres, seconds) with
+    ``extent[0] <= u < extent[1]`` and ``extent[2] <= v < extent[3]``.
+    """
 
     kind: str
     origin: np.ndarray
@@ -384,8 +410,10 @@ class _Sprite:
     axes: tuple[tuple[int, float], tuple[int, float], int] = field(init=False)
 
     def __post_init__(self) -> None:
-        """``axes``: the world axis index and sign of ``axis_u`` and of ``axis_v``, and the axis of the normal. Both
-        axes must be world axes: every sprite is upright, facing along or across the street, or the road plane."""
+        """``axes``: the world axis index and sign of ``axis_u`` and of ``axis_v``, and the axis of the normal.
+
+        Both axes must be world axes: every sprite is upright, facing along or across the street, or the road plane.
+        """
         index = [int(np.argmax(np.abs(a))) for a in (self.axis_u, self.axis_v)]
         if (
             any(abs(a[i]) != 1.0 for a, i in zip((self.axis_u, self.axis_v), index, strict=True))
@@ -414,9 +442,11 @@ def _upright(
     elevation: float = 0.0,
     **params: float,
 ) -> _Sprite:
-    """An upright sprite ``size = (width, height)`` metres centred on ``(x, z)`` with its bottom ``elevation`` metres
-    above the road, facing along the street (``side=False``) or across it; it moves along the street at ``speed``
-    m/s. Local ``u`` runs right (or along the street), ``v`` up from the bottom."""
+    """Build an upright sprite ``size = (width, height)`` metres centred on ``(x, z)``.
+
+    Its bottom is ``elevation`` metres above the road; it faces along the street (``side=False``) or across it, and
+    moves along the street at ``speed`` m/s. Local ``u`` runs right (or along the street), ``v`` up from the bottom.
+    """
     width, height = size
     return _Sprite(
         kind=kind,
@@ -446,8 +476,11 @@ def _phase(x: np.ndarray, period: float) -> np.ndarray:
 
 
 def _coverage(lo: np.ndarray, hi: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """The fraction of a pixel footprint ``fp`` metres wide centred on 0 that the interval ``[lo, hi]`` metres
-    covers: box-filtered (antialiased) edges of painted patterns."""
+    """Return the fraction of a pixel footprint that the interval ``[lo, hi]`` metres covers.
+
+    The footprint is ``fp`` metres wide, centred on 0. This gives box-filtered (antialiased) edges of painted
+    patterns.
+    """
     half = 0.5 * fp
     return np.clip((np.minimum(hi, half) - np.maximum(lo, -half)) / fp, 0.0, 1.0)
 
@@ -465,7 +498,7 @@ def _solid(n: int, name: str) -> np.ndarray:
 def _paint_building(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A facade: stucco noise, darker near the ground, a cornice, a grid of windows and maybe a shop front."""
+    """Paint a facade: stucco noise, darker near the ground, a cornice, a grid of windows and maybe a shop front."""
     p = s.params
     top = s.extent[3]
     grain = noise.fbm(u / 0.5 + p["seed"], v / 0.5, fp.max(axis=0) / 0.5, 2)
@@ -503,7 +536,7 @@ def _paint_backdrop(
 def _paint_tree(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A trunk under a lobed, ragged crown of leafy noise."""
+    """Paint a trunk under a lobed, ragged crown of leafy noise."""
     p = s.params
     rw, rh = s.extent[1], p["crown"] / 2
     cv = s.extent[3] - rh
@@ -523,7 +556,7 @@ def _paint_tree(
 def _paint_pole(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A shaft, and for a street light an arm over the road ending in a lamp head."""
+    """Paint a shaft, and for a street light an arm over the road ending in a lamp head."""
     p = s.params
     top, arm, side = s.extent[3] - 0.1, p["arm"], p["arm_dir"]
     shaft = (np.abs(u) < p["width"] / 2) & (v < top)
@@ -537,7 +570,7 @@ def _paint_pole(
 def _paint_sign(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A round, triangular or rectangular traffic sign, or a traffic light (``shape`` 0..3)."""
+    """Paint a round, triangular or rectangular traffic sign, or a traffic light (``shape`` 0..3)."""
     r = s.extent[1]
     cu, cv = u / r, v / r - 1.0
     shape = int(s.params["shape"])
@@ -569,7 +602,7 @@ def _paint_sign(
 def _paint_fence(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Posts and two rails, with pickets (``pickets`` 1) or open panels."""
+    """Paint posts and two rails, with pickets (``pickets`` 1) or open panels."""
     p = s.params
     top = s.extent[3]
     x = u - s.extent[0]
@@ -584,7 +617,7 @@ def _paint_fence(
 def _paint_car_rear(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A car seen from behind (red lamps) or ahead (``front`` 1: white lamps): wheels, body, cabin with glass."""
+    """Paint a car seen from behind (red lamps) or ahead (``front`` 1: white lamps): wheels, body, cabin with glass."""
     x, y = u / s.extent[1], v / s.extent[3]
     ax = np.abs(x)
     wheel = (y < 0.26) & (ax > 0.6) & (ax < 0.96)
@@ -606,7 +639,7 @@ def _paint_car_rear(
 def _paint_car_side(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A parked car in profile: two wheels with rims, body, cabin with two windows."""
+    """Paint a parked car in profile: two wheels with rims, body, cabin with two windows."""
     half, h = s.extent[1], s.extent[3]
     wheel_r = 0.32
     hub = np.minimum((u - (half - 0.8)) ** 2, (u + half - 0.8) ** 2) + (v - wheel_r) ** 2
@@ -627,7 +660,7 @@ def _paint_car_side(
 def _paint_pedestrian(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A person seen from the front or back: head with hair, torso and arms, two legs with shoes."""
+    """Paint a person seen from the front or back: head with hair, torso and arms, two legs with shoes."""
     p = s.params
     h = s.extent[3]
     k = h / 1.75
@@ -655,7 +688,7 @@ _BIKE_TUBES = ((0, 1), (0, 2), (1, 2), (2, 3), (1, 3), (3, 4), (3, 5))
 def _paint_cyclist(
     s: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A rider on a bicycle in profile: spoked-wheel rings, a diamond frame, torso, head, arm and leg."""
+    """Paint a rider on a bicycle in profile: spoked-wheel rings, a diamond frame, torso, head, arm and leg."""
     p = s.params
     if p["rear"]:
         return _paint_cyclist_rear(s, u, v, noise)
@@ -680,7 +713,7 @@ def _paint_cyclist(
 
 
 def _paint_cyclist_rear(s: _Sprite, u: np.ndarray, v: np.ndarray, noise: _Noise) -> tuple[np.ndarray, np.ndarray]:
-    """A rider on a bicycle seen from behind: the rear tyre edge-on, handlebar, back, arms, legs and head."""
+    """Paint a rider on a bicycle seen from behind: the rear tyre edge-on, handlebar, back, arms, legs and head."""
     p = s.params
     au = np.abs(u)
     wheel = (au < 0.025) & (v < 0.68)
@@ -727,9 +760,11 @@ _PAINTERS = {
 
 
 def _road_markings(st: _Street, x: np.ndarray, z: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """How much of each road pixel at ``(x, z)`` metres (footprint ``fp`` ``(2, N)`` metres) is painted, 0..1:
-    lane lines 14 cm wide at every multiple of the lane width (the outer ones and a solid centre line unbroken, the
-    others dashed 3 m in 9 m), parking bay ticks and zebra crossings."""
+    """How much of each road pixel at ``(x, z)`` metres (footprint ``fp`` ``(2, N)`` metres) is painted, 0..1.
+
+    Painted are lane lines 14 cm wide at every multiple of the lane width (the outer ones and a solid centre line
+    unbroken, the others dashed 3 m in 9 m), parking bay ticks and zebra crossings.
+    """
     k = np.rint(x / st.lane_width)
     solid = (k == -st.lanes_left) | (k == st.lanes_right) | ((k == 0) & (not st.dashed_centre))
     dx = x - k * st.lane_width
@@ -746,8 +781,10 @@ def _road_markings(st: _Street, x: np.ndarray, z: np.ndarray, fp: np.ndarray) ->
 def _paint_ground(
     st: _Street, x: np.ndarray, z: np.ndarray, fp: np.ndarray, noise: _Noise
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The road plane at world ``(x, z)`` metres (pixel footprint ``fp`` ``(2, N)`` metres along x and z):
-    asphalt with markings, kerbs, paved pavements; the left side lies partly in the shadow of its buildings."""
+    """Paint the road plane at world ``(x, z)`` metres (pixel footprint ``fp`` ``(2, N)`` metres along x and z).
+
+    Asphalt with markings, kerbs, paved pavements; the left side lies partly in the shadow of its buildings.
+    """
     road = (x >= st.road_left) & (x < st.road_right)
     kerb = ~road & (x > st.road_left - _KERB) & (x < st.road_right + _KERB)
     labels = np.where(road, _ID["Road"], _ID["Pavement"]).astype(np.uint8)
@@ -777,8 +814,10 @@ def _paint_ground(
 
 
 def _paint_sky(direction: np.ndarray, focal: float, noise: _Noise, cloudiness: float) -> np.ndarray:
-    """``(N, 3)`` sky colour along ``(N, 3)`` world directions (unit camera depth, ``focal`` in pixels): a
-    horizon-to-zenith gradient with perspective clouds on a high layer."""
+    """``(N, 3)`` sky colour along ``(N, 3)`` world directions (unit camera depth, ``focal`` in pixels).
+
+    A horizon-to-zenith gradient with perspective clouds on a high layer.
+    """
     length = np.linalg.norm(direction, axis=1)
     elevation = np.clip(-direction[:, 1] / length, 0.0, 1.0)
     zenith = np.sqrt(elevation)[:, None]
@@ -793,13 +832,13 @@ def _paint_sky(direction: np.ndarray, focal: float, noise: _Noise, cloudiness: f
 def _jitter(
     rng: np.random.Generator, palette: tuple[tuple[int, int, int], ...], amount: float = 12.0
 ) -> tuple[float, float, float]:
-    """A palette colour picked at random, each channel shifted by up to ``amount``."""
+    """Return a palette colour picked at random, each channel shifted by up to ``amount``."""
     base = np.asarray(palette[int(rng.integers(len(palette)))], np.float64)
     return tuple(np.clip(base + rng.uniform(-amount, amount, 3), 0.0, 255.0))
 
 
 def _random_street(rng: np.random.Generator, length: float) -> _Street:
-    """A street cross-section with 1-2 lanes each way, and zebra crossings over ``length`` metres."""
+    """Return a street cross-section with 1-2 lanes each way, and zebra crossings over ``length`` metres."""
     grey = rng.uniform(70.0, 112.0)
     paving = rng.uniform(150.0, 190.0)
     tint = rng.uniform(-10.0, 10.0)
@@ -821,12 +860,12 @@ def _random_street(rng: np.random.Generator, length: float) -> _Street:
 
 
 def _kerb_x(st: _Street, side: int) -> float:
-    """The outer edge of the kerb (where the pavement starts) on ``side`` -1 (left) or 1 (right), metres."""
+    """Return the outer edge of the kerb (where the pavement starts) on ``side`` -1 (left) or 1 (right), metres."""
     return st.road_right + _KERB if side > 0 else st.road_left - _KERB
 
 
 def _building_block(rng: np.random.Generator, x: float, side: int, z0: float, width: float) -> list[_Sprite]:
-    """A building on ``side``: its facade at ``x`` from ``z0`` to ``z0 + width`` metres and its two end walls."""
+    """Place a building on ``side``: its facade at ``x`` from ``z0`` to ``z0 + width`` metres and its two end walls."""
     height = rng.uniform(6.0, 28.0)
     colour = _jitter(rng, _BUILDING_COLOURS, 15.0)
     params = {
@@ -865,7 +904,7 @@ def _buildings(rng: np.random.Generator, st: _Street, z_min: float, z_max: float
 
 
 def _tree(rng: np.random.Generator, x: float, z: float) -> _Sprite:
-    """A street tree 4.5-9 m tall at ``(x, z)`` metres."""
+    """Place a street tree 4.5-9 m tall at ``(x, z)`` metres."""
     height = rng.uniform(4.5, 9.0)
     greens = ((50, 90, 35), (70, 110, 40), (90, 125, 55), (60, 100, 60), (140, 125, 45))
     return _upright(
@@ -882,7 +921,7 @@ def _tree(rng: np.random.Generator, x: float, z: float) -> _Sprite:
 
 
 def _pole(rng: np.random.Generator, x: float, z: float, side: int, light: bool) -> _Sprite:
-    """A street light (arm over the road) or a plain pole at ``(x, z)`` on pavement ``side``."""
+    """Place a street light (arm over the road) or a plain pole at ``(x, z)`` on pavement ``side``."""
     arm = rng.uniform(1.0, 2.2) if light else 0.0
     width = rng.uniform(0.14, 0.22)
     height = rng.uniform(6.0, 8.0) if light else rng.uniform(3.0, 5.0)
@@ -894,7 +933,7 @@ def _pole(rng: np.random.Generator, x: float, z: float, side: int, light: bool) 
 
 
 def _sign_post(rng: np.random.Generator, x: float, z: float) -> list[_Sprite]:
-    """A thin post with a traffic sign or a traffic light on top, the sign just in front of the post."""
+    """Place a thin post with a traffic sign or a traffic light on top, the sign just in front of the post."""
     shape = int(rng.integers(4))
     radius = rng.uniform(0.3, 0.45)
     post_height = rng.uniform(2.4, 3.2)
@@ -916,7 +955,7 @@ def _sign_post(rng: np.random.Generator, x: float, z: float) -> list[_Sprite]:
 
 
 def _fence(rng: np.random.Generator, x: float, z0: float, length: float, side: int) -> _Sprite:
-    """A fence along the street at ``x`` from ``z0`` over ``length`` metres, on pavement ``side`` (-1 or 1)."""
+    """Place a fence along the street at ``x`` from ``z0`` over ``length`` metres, on pavement ``side`` (-1 or 1)."""
     colours = ((120, 120, 120), (40, 70, 45), (215, 215, 210), (120, 85, 55), (60, 60, 70))
     return _upright(
         "fence",
@@ -932,7 +971,7 @@ def _fence(rng: np.random.Generator, x: float, z0: float, length: float, side: i
 
 
 def _car(rng: np.random.Generator, x: float, z: float, speed: float, oncoming: bool) -> _Sprite:
-    """A car driving in a lane, seen from behind (or from the front if ``oncoming``)."""
+    """Place a car driving in a lane, seen from behind (or from the front if ``oncoming``)."""
     height = rng.uniform(2.0, 2.4) if rng.random() < 0.15 else rng.uniform(1.35, 1.75)
     size = (rng.uniform(1.65, 1.95), height)
     colour = _jitter(rng, _CAR_COLOURS, 10.0)
@@ -940,13 +979,13 @@ def _car(rng: np.random.Generator, x: float, z: float, speed: float, oncoming: b
 
 
 def _parked_car(rng: np.random.Generator, x: float, z: float, length: float) -> _Sprite:
-    """A car ``length`` metres long parked along the kerb, centred on ``(x, z)``."""
+    """Place a car ``length`` metres long parked along the kerb, centred on ``(x, z)``."""
     size = (length, rng.uniform(1.35, 1.7))
     return _upright("car_side", x, z, size, _jitter(rng, _CAR_COLOURS, 10.0), side=True, seed=rng.uniform(0, 256))
 
 
 def _pedestrian(rng: np.random.Generator, x: float, z: float, speed: float) -> _Sprite:
-    """A person at ``(x, z)`` metres walking along the street at ``speed`` m/s (0: standing)."""
+    """Place a person at ``(x, z)`` metres walking along the street at ``speed`` m/s (0: standing)."""
     return _upright(
         "pedestrian",
         x,
@@ -962,8 +1001,10 @@ def _pedestrian(rng: np.random.Generator, x: float, z: float, speed: float) -> _
 
 
 def _cyclist(rng: np.random.Generator, x: float, z: float, speed: float, heading: float, rear: bool = False) -> _Sprite:
-    """A cyclist riding along the street at ``speed``, in profile facing ``heading`` (1: along z), or seen from
-    behind (``rear``)."""
+    """Place a cyclist riding along the street at ``speed``, in profile or seen from behind.
+
+    In profile it faces ``heading`` (1: along z); with ``rear`` it is seen from behind.
+    """
     return _upright(
         "cyclist",
         x,
@@ -982,7 +1023,7 @@ def _cyclist(rng: np.random.Generator, x: float, z: float, speed: float, heading
 
 
 def _clutter(rng: np.random.Generator, x: float, z: float) -> _Sprite:
-    """A bin or box at ``(x, z)`` metres."""
+    """Place a bin or box at ``(x, z)`` metres."""
     colours = ((40, 70, 50), (90, 90, 90), (50, 60, 110), (110, 80, 50), (150, 60, 40))
     size = (rng.uniform(0.4, 0.8), rng.uniform(0.6, 1.2))
     return _upright("clutter", x, z, size, _jitter(rng, colours, 10.0), seed=rng.uniform(0, 256))
@@ -1029,9 +1070,12 @@ def _parked_cars(rng: np.random.Generator, st: _Street, z_min: float, z_max: flo
 def _traffic(
     rng: np.random.Generator, st: _Street, z_range: tuple[float, float], ego: tuple[float, float], moving: bool
 ) -> list[_Sprite]:
-    """Cars in every lane (each lane at its own speed, oncoming on the left), cyclists near both road edges and
-    pedestrians walking or standing on both pavements, placed over ``z_range`` metres. ``ego``: the camera's
-    speed (m/s) and the clip's duration (s); cars in the camera's lane start far enough ahead not to be reached."""
+    """Cars in every lane, cyclists near both road edges and pedestrians on both pavements, over ``z_range`` metres.
+
+    Each lane's cars drive at the lane's own speed, oncoming on the left; pedestrians walk or stand. ``ego``: the
+    camera's speed (m/s) and the clip's duration (s); cars in the camera's lane start far enough ahead not to be
+    reached.
+    """
     z_min, z_max = z_range
     out: list[_Sprite] = []
     lanes = [(k + 0.5) * st.lane_width for k in range(st.lanes_right)]
@@ -1057,8 +1101,10 @@ def _traffic(
 
 
 def _landmarks(rng: np.random.Generator, st: _Street, moving: bool) -> list[_Sprite]:
-    """Objects of every class close ahead of the start, so that each class is seen at a useful size: a sign post,
-    a pedestrian and a cyclist on the right, a street light, a fence and a tree on the left."""
+    """Objects of every class close ahead of the start, so that each class is seen at a useful size.
+
+    A sign post, a pedestrian and a cyclist on the right, a street light, a fence and a tree on the left.
+    """
     right, left = _kerb_x(st, 1), _kerb_x(st, -1)
     out = _sign_post(rng, right + 0.3, rng.uniform(9.0, 13.0))
     out.append(_pole(rng, left - 0.35, rng.uniform(14.0, 20.0), -1, light=True))
@@ -1072,11 +1118,13 @@ def _landmarks(rng: np.random.Generator, st: _Street, moving: bool) -> list[_Spr
 
 @dataclass
 class RenderedView:
-    """One rendered view of a ``DrivingScene``. ``image``: ``(H, W, 3)`` float32 RGB in 0..255. ``labels``:
-    ``(H, W)`` uint8 CamVid class ids. ``surface``: ``(H, W)`` int32 index of the scene surface seen (-1: sky).
-    ``coords``: ``(2, H, W)`` float32 where on that surface: its local ``(u, v)`` in metres, or for the sky the
-    world direction ``(x / z, y / z)`` (cameras look down the street, z > 0); ``DrivingScene.locate`` maps them
-    into any camera's image."""
+    """One rendered view of a ``DrivingScene``.
+
+    ``image``: ``(H, W, 3)`` float32 RGB in 0..255. ``labels``: ``(H, W)`` uint8 CamVid class ids. ``surface``:
+    ``(H, W)`` int32 index of the scene surface seen (-1: sky). ``coords``: ``(2, H, W)`` float32 where on that
+    surface: its local ``(u, v)`` in metres, or for the sky the world direction ``(x / z, y / z)`` (cameras look
+    down the street, z > 0); ``DrivingScene.locate`` maps them into any camera's image.
+    """
 
     image: np.ndarray
     labels: np.ndarray
@@ -1085,7 +1133,7 @@ class RenderedView:
 
     @classmethod
     def empty(cls, height: int, width: int) -> RenderedView:
-        """A view where every pixel sees the sky (black until painted)."""
+        """Return a view where every pixel sees the sky (black until painted)."""
         return cls(
             image=np.zeros((height, width, 3), np.float32),
             labels=np.full((height, width), _ID["Sky"], np.uint8),
@@ -1095,7 +1143,7 @@ class RenderedView:
 
 
 def _clip_near(corners: np.ndarray) -> np.ndarray:
-    """The part of a ``(4, 3)`` camera-space polygon at depth >= ``_NEAR`` (Sutherland-Hodgman), ``(K, 3)``."""
+    """Return the part of a ``(4, 3)`` camera-space polygon at depth >= ``_NEAR`` (Sutherland-Hodgman), ``(K, 3)``."""
     out = []
     for a, b in zip(corners, np.roll(corners, -1, axis=0), strict=True):
         if a[2] >= _NEAR:
@@ -1106,9 +1154,11 @@ def _clip_near(corners: np.ndarray) -> np.ndarray:
 
 
 def _pixel_boxes(cam: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Row and column ranges ``(y0, y1, x0, x1)``, ``(K, 4)`` int, of the pixels that ``K`` camera-space polygons
-    ``(K, M, 3)`` (all vertices at depth >= ``_NEAR``) may cover, with a one-pixel margin, clamped to the image
-    (empty where ``y0 >= y1`` or ``x0 >= x1``)."""
+    """Row and column ranges ``(y0, y1, x0, x1)``, ``(K, 4)`` int, of the pixels that ``K`` polygons may cover.
+
+    The polygons are in camera space, ``(K, M, 3)``, with all vertices at depth >= ``_NEAR``. The ranges have a
+    one-pixel margin and are clamped to the image (empty where ``y0 >= y1`` or ``x0 >= x1``).
+    """
     x = camera.focal * cam[..., 0] / cam[..., 2] + (camera.width - 1) / 2
     y = camera.focal * cam[..., 1] / cam[..., 2] + (camera.height - 1) / 2
     low = np.floor(np.stack([y.min(axis=1), x.min(axis=1)], axis=1))
@@ -1119,8 +1169,11 @@ def _pixel_boxes(cam: np.ndarray, camera: PinholeCamera) -> np.ndarray:
 
 
 class DrivingScene:
-    """A procedural street (see ``driving_clip``): ``sprites`` with their painters, an infinite road plane (surface
-    id ``len(sprites)``) and a sky at infinity. ``render`` draws any ``PinholeCamera`` view at any time."""
+    """A procedural street (see ``driving_clip``): sprites, an infinite road plane and a sky at infinity.
+
+    The ``sprites`` come with their painters; the road plane has surface id ``len(sprites)``. ``render`` draws any
+    ``PinholeCamera`` view at any time.
+    """
 
     def __init__(self, street: _Street, sprites: list[_Sprite], noise: _Noise, cloudiness: float) -> None:
         self.street = street
@@ -1148,9 +1201,11 @@ class DrivingScene:
     def generate(
         cls, seed: int = 0, length: float = 120.0, ego: tuple[float, float] = (8.0, 1.0), moving_objects: bool = True
     ) -> DrivingScene:
-        """A random street, deterministic in ``seed``, furnished over ``length`` metres ahead of the start.
+        """Generate a random street, deterministic in ``seed``, furnished over ``length`` metres ahead of the start.
+
         ``ego``: camera speed (m/s) and clip duration (s), to keep cars in the camera's lane out of its way;
-        ``moving_objects=False`` stops every car, cyclist and pedestrian."""
+        ``moving_objects=False`` stops every car, cyclist and pedestrian.
+        """
         rng = np.random.default_rng(seed)
         street = _random_street(rng, length)
         z_min, z_max = -20.0, length
@@ -1164,8 +1219,10 @@ class DrivingScene:
         return cls(street, sprites, _Noise(rng), rng.uniform(-0.3, 0.15))
 
     def render(self, camera: PinholeCamera, time: float = 0.0) -> RenderedView:
-        """Draw the view of ``camera`` at ``time`` seconds: sprites nearest first into a depth buffer, then the road
-        plane, then the sky wherever nothing else was hit."""
+        """Draw the view of ``camera`` at ``time`` seconds.
+
+        Sprites go nearest first into a depth buffer, then the road plane, then the sky wherever nothing else was hit.
+        """
         view = RenderedView.empty(camera.height, camera.width)
         depth = np.full((camera.height, camera.width), np.inf, np.float32)
         rays = camera.rays()
@@ -1183,11 +1240,13 @@ class DrivingScene:
     def locate(
         self, view: RenderedView, camera: PinholeCamera, rows: slice = slice(None)
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Where the scene points seen in ``rows`` of ``view`` are at time 0 in the image of ``camera``: ``x``,
-        ``y`` in pixels and camera depth in metres (for the sky: of the direction ``(x / z, y / z, 1)``), each
+        """Where the scene points seen in ``rows`` of ``view`` are at time 0 in the image of ``camera``.
+
+        ``x``, ``y`` in pixels and camera depth in metres (for the sky: of the direction ``(x / z, y / z, 1)``), each
         ``(rows, W)`` float32; depth <= 0: behind the camera, ``x`` and ``y`` meaningless. Each surface maps its
         ``(u, v, 1)`` to the image by one 3 x 3 matrix: its point ``origin + u * axis_u + v * axis_v`` (or sky
-        direction) through the camera's rotation and focal length."""
+        direction) through the camera's rotation and focal length.
+        """
         f, cx, cy = camera.focal, (camera.width - 1) / 2, (camera.height - 1) / 2
         project = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]]) @ camera.rotation()
         frames = self._frames.copy()
@@ -1224,8 +1283,11 @@ class DrivingScene:
         return self.ground if index == len(self.sprites) else self.sprites[index]
 
     def _paint(self, sprite: _Sprite, u: np.ndarray, v: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the painter of ``sprite`` in chunks of ``_CHUNK`` points: the painters' many temporaries then stay
-        in cache and in the allocator's heap (large arrays are mapped and unmapped, page by page, every time)."""
+        """Run the painter of ``sprite`` in chunks of ``_CHUNK`` points.
+
+        The painters' many temporaries then stay in cache and in the allocator's heap (large arrays are mapped and
+        unmapped, page by page, every time).
+        """
         if sprite.kind == "ground":
             painter = functools.partial(_paint_ground, self.street)
         else:
@@ -1249,7 +1311,9 @@ class DrivingScene:
         box: tuple[int, int, int, int],
     ) -> None:
         """Intersect the rays of pixel ``box`` with surface ``index``; paint the pixels where it is the nearest.
-        Planes are axis-aligned, so the ray depth is one division and the local coordinates one multiply-add."""
+
+        Planes are axis-aligned, so the ray depth is one division and the local coordinates one multiply-add.
+        """
         sprite = self._surface(index)
         y0, y1, x0, x1 = box
         (iu, su), (iv, sv), axis = sprite.axes
@@ -1286,8 +1350,11 @@ class DrivingScene:
 
 
 def _check_driving_args(width: int, height: int, num_frames: int, ego: EgoMotion, fps: float) -> None:
-    """Raise ``ValueError`` for a size under 16 pixels, no frames, a non-finite or non-positive frame rate, or a
-    non-finite or negative speed."""
+    """Raise ``ValueError`` for an invalid size, frame count, frame rate or speed.
+
+    Invalid are: a size under 16 pixels, no frames, a non-finite or non-positive frame rate, or a non-finite or
+    negative speed.
+    """
     if width < 16 or height < 16 or num_frames < 1:
         raise ValueError(f"need width, height >= 16 and at least one frame, got {width}x{height}x{num_frames}")
     values = (fps, ego.speed, ego.yaw_rate, ego.lateral_speed)
@@ -1296,8 +1363,10 @@ def _check_driving_args(width: int, height: int, num_frames: int, ego: EgoMotion
 
 
 def _check_trajectory(x: np.ndarray, heading: np.ndarray) -> None:
-    """Raise ``ValueError`` if the camera's sideways offset ``x`` (metres) or ``heading`` (radians) leave the
-    road's limits at some frame."""
+    """Raise ``ValueError`` if the camera leaves the road's limits at some frame.
+
+    The limits bound the camera's sideways offset ``x`` (metres) and its ``heading`` (radians).
+    """
     if np.abs(x).max() > _MAX_LATERAL or np.abs(heading).max() > _MAX_HEADING:
         raise ValueError(
             f"the camera drifts {np.abs(x).max():.1f} m sideways and turns {np.abs(heading).max():.2f} rad over the "
@@ -1307,8 +1376,10 @@ def _check_trajectory(x: np.ndarray, heading: np.ndarray) -> None:
 
 
 def _bilinear_taps(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two integer neighbours a bilinear sample at ``x`` (pixels) reads, within ``[0, size)``; a neighbour of
-    weight under ``_ROUNDING`` is replaced by the other one."""
+    """Return the two integer neighbours a bilinear sample at ``x`` (pixels) reads, within ``[0, size)``.
+
+    A neighbour of weight under ``_ROUNDING`` is replaced by the other one.
+    """
     low = np.floor(x)
     frac = x - low
     first = np.where(frac > 1.0 - _ROUNDING, low + 1, low)
@@ -1319,10 +1390,13 @@ def _bilinear_taps(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 def _correspondence(
     scene: DrivingScene, view: RenderedView, key: RenderedView, camera: PinholeCamera
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Displacement ``(2, H, W)`` float32 (pixels) from each pixel of ``view`` to where its scene point is in the
-    ``key`` view of ``scene`` seen by ``camera`` at time 0 (0 where the point is behind the camera), and
-    ``(H, W)`` bool validity: the point is in front of the camera, inside the image, and the key view sees that
-    same surface at all pixels a bilinear sample there reads. Works in blocks of rows, to stay in cache."""
+    """Displacement from each pixel of ``view`` to its scene point in the ``key`` view, and its validity.
+
+    The displacement is ``(2, H, W)`` float32 (pixels) to where the scene point is in the ``key`` view of ``scene``
+    seen by ``camera`` at time 0 (0 where the point is behind the camera). The validity is ``(H, W)`` bool: the point
+    is in front of the camera, inside the image, and the key view sees that same surface at all pixels a bilinear
+    sample there reads. Works in blocks of rows, to stay in cache.
+    """
     height, width = view.surface.shape
     displacement = np.zeros((2, height, width), np.float32)
     valid = np.zeros((height, width), bool)
@@ -1352,7 +1426,7 @@ def driving_clip(
     fps: float = 30.0,
     moving_objects: bool = True,
 ) -> SyntheticClip:
-    """A labelled clip driving down a procedural street, with exact per-pixel motion to frame 0.
+    """Render a labelled clip driving down a procedural street, with exact per-pixel motion to frame 0.
 
     The street (deterministic in ``seed``): a road in perspective with 2 to 4 lanes, dashed lane markings, edge
     lines, zebra crossings, parking strips and kerbs; paved pavements; rows of buildings with windows, shop fronts

@@ -1,5 +1,7 @@
-"""The AR-Seg wrapper: an HR network for keyframes, an LR network plus CReFF for the other frames, and the
-frozen final 1x1 conv they share."""
+"""The AR-Seg wrapper: an HR network for keyframes and an LR network plus CReFF for the other frames.
+
+The two networks share a frozen final 1x1 conv.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from .creff import CReFF
 
 
 class SharedClassifier(nn.Module):
-    """A frozen copy of a 1x1 classifier conv. Weight ``(K, C, 1, 1)`` and bias ``(K,)`` are buffers, so they
-    are saved and moved with the model but never receive gradients or appear in ``parameters()``."""
+    """A frozen copy of a 1x1 classifier conv.
+
+    Weight ``(K, C, 1, 1)`` and bias ``(K,)`` are buffers, so they are saved and moved with the model but never
+    receive gradients or appear in ``parameters()``.
+    """
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -90,7 +95,7 @@ class ARSeg(nn.Module):
         return logits, feature
 
     def fuse(self, frame_lr: Tensor, key_feature: Tensor, displacement: Tensor) -> Tensor:
-        """The fused feature ``(N, C, h, w)`` on the keyframe-feature grid.
+        """Return the fused feature ``(N, C, h, w)`` on the keyframe-feature grid.
 
         ``frame_lr``: downscaled frame ``(N, 3, h', w')``. ``key_feature``: the keyframe's HR feature
         ``(N, C, h, w)``. ``displacement``: ``(N, 2, H, W)`` at the full frame size, in pixels, from each

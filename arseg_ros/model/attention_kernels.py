@@ -66,12 +66,12 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, window: int, dtypes: tuple[to
 
 
 def _is_channels_last(t: Tensor) -> bool:
-    """True when ``t`` is laid out channels-last and not (also) plainly contiguous."""
+    """Return True when ``t`` is laid out channels-last and not (also) plainly contiguous."""
     return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def _to_array(t: Tensor, channels_last: bool) -> np.ndarray:
-    """A C-contiguous numpy view (N, C, H, W), or (N, H, W, C) when ``channels_last``; copies only if needed."""
+    """Return a C-contiguous numpy view (N, C, H, W), or (N, H, W, C) when ``channels_last``; copies only if needed."""
     t = t.detach()
     if channels_last:
         return t.permute(0, 2, 3, 1).contiguous().numpy()
@@ -159,10 +159,12 @@ if triton_available():
         block_c: tl.constexpr,
         block_p: tl.constexpr,
     ):
-        """One program: block_p consecutive positions (row-major) of image ``program_id(1)``, all channels
-        (block_c >= C), on channels-last (N, H, W, C) data so that a position's channels are contiguous and the
-        per-offset dot products reduce within a warp. Online softmax over the window**2 offsets; float32
-        accumulation."""
+        """One program: block_p consecutive positions (row-major) of image ``program_id(1)``, all channels.
+
+        All channels fit one block (block_c >= C). The data is channels-last (N, H, W, C) so that a position's
+        channels are contiguous and the per-offset dot products reduce within a warp. Online softmax over the
+        window**2 offsets; float32 accumulation.
+        """
         image = tl.program_id(1)
         hw = height * width
         pos = tl.program_id(0) * block_p + tl.arange(0, block_p)
@@ -204,7 +206,10 @@ if triton_available():
     _TUNED: dict[int, triton.runtime.Autotuner] = {}
 
     def _tuned_kernel(block_c: int) -> triton.runtime.Autotuner:
-        """The autotuned launcher for ``block_c`` (a power of two >= C); block_p * block_c within [512, 16384]."""
+        """Return the autotuned launcher for ``block_c`` (a power of two >= C).
+
+        block_p * block_c is kept within [512, 16384].
+        """
         if block_c not in _TUNED:
             sizes = [p for p in (8, 16, 32, 64, 128) if 512 <= p * block_c <= 16384] or [max(1, 16384 // block_c)]
             if os.environ.get("TRITON_INTERPRET") == "1":
@@ -216,8 +221,11 @@ if triton_available():
 
 
 def _triton_forward(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> Tensor:
-    """Launch the fused Triton forward on (N, C, H, W) tensors, computed channels-last; the output has the memory
-    format of ``q`` (channels-last stays channels-last, anything else comes back contiguous)."""
+    """Launch the fused Triton forward on (N, C, H, W) tensors, computed channels-last.
+
+    The output has the memory format of ``q`` (channels-last stays channels-last, anything else comes back
+    contiguous).
+    """
     n, c, h, w = q.shape
     channels_last = _is_channels_last(q)
     q, k, v = (t.contiguous(memory_format=torch.channels_last) for t in (q, k, v))

@@ -55,12 +55,10 @@ def resize(x: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
 class SegmentationNetwork(nn.Module):
     """Base class: subclasses set the attributes below and implement ``_forward``.
 
-    Attributes:
-        feature_channels: C, channels of the feature.
-        output_stride: nominal ratio input size / feature size (1 or 8).
-        min_input_size: smallest input height and width, in pixels.
-        logits_align_corners: the ``align_corners`` used to resize logits to the input size.
-        final_conv: the 1x1 classifier (``C -> K``), the layer AR-Seg shares between its branches.
+    The attributes are ``feature_channels`` (C, channels of the feature), ``output_stride`` (nominal ratio input
+    size / feature size, 1 or 8), ``min_input_size`` (smallest input height and width, in pixels),
+    ``logits_align_corners`` (the ``align_corners`` used to resize logits to the input size) and ``final_conv``
+    (the 1x1 classifier, ``C -> K``, the layer AR-Seg shares between its branches).
     """
 
     feature_channels: int
@@ -97,8 +95,11 @@ class SegmentationNetwork(nn.Module):
         return resize(self.classify(self.features(x)), tuple(x.shape[-2:]), self.logits_align_corners)
 
     def forward_downscaled(self, x: Tensor, scale: float) -> Tensor:
-        """Frame ``(N, 3, H, W)`` downscaled by ``scale`` (bilinear, ``align_corners=True``, to ``lr_size``) ->
-        logits ``(N, K, H, W)`` resized back to the frame: the constant-LR baseline."""
+        """Frame ``(N, 3, H, W)`` downscaled by ``scale`` -> logits ``(N, K, H, W)``: the constant-LR baseline.
+
+        The downscaling is bilinear (``align_corners=True``, to ``lr_size``); the logits are resized back to the
+        frame.
+        """
         size = tuple(x.shape[-2:])
         small = resize(x, lr_size(size, scale), align_corners=True)
         return resize(self.classify(self.features(small)), size, self.logits_align_corners)

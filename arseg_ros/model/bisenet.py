@@ -76,8 +76,10 @@ class SpatialPath(nn.Module):
 
 
 class FeatureFusion(nn.Module):
-    """Concatenate both paths, 1x1 ConvBNReLU 256->256, then ``feat * attention + feat`` with a channel
-    attention (global mean, bias-free 1x1 conv, BN, sigmoid)."""
+    """Concatenate both paths, 1x1 ConvBNReLU 256->256, then ``feat * attention + feat`` with a channel attention.
+
+    The channel attention is a global mean, a bias-free 1x1 conv, BN and a sigmoid.
+    """
 
     def __init__(self, c_in: int = 256, c_out: int = 256) -> None:
         super().__init__()

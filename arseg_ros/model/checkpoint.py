@@ -36,8 +36,11 @@ class Checkpoint:
 
     @property
     def input_scale(self) -> float:
-        """The input scale a single network was trained at: ``metadata["input_scale"]`` as ``arseg-train lr``
-        writes it, 1.0 (full resolution, an HR network) where the metadata has none."""
+        """Return the input scale a single network was trained at.
+
+        It is ``metadata["input_scale"]`` as ``arseg-train lr`` writes it, 1.0 (full resolution, an HR network)
+        where the metadata has none.
+        """
         return float(self.metadata.get("input_scale", 1.0))
 
 

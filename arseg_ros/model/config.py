@@ -88,7 +88,7 @@ class ModelConfig:
 
 
 def build_model(config: ModelConfig) -> ARSeg | SegmentationNetwork:
-    """A freshly initialised model for ``config``."""
+    """Return a freshly initialised model for ``config``."""
     num_classes = config.labels.num_classes
     hr = build_network(config.arch, num_classes)
     if config.kind == "single":

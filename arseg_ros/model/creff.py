@@ -56,9 +56,10 @@ def resample_displacement(displacement: Tensor, size: tuple[int, int]) -> Tensor
 
 
 def warp(feature: Tensor, displacement: Tensor) -> Tensor:
-    """Backward-warp ``feature (N, C, h, w)`` by ``displacement (N, 2, H, W)`` (input pixels, see the module
-    docstring): ``out[:, :, i, j] = feature`` sampled bilinearly at ``(j + dx, i + dy)`` in feature cells,
-    zero outside the grid. Returns ``(N, C, h, w)``.
+    """Backward-warp ``feature (N, C, h, w)`` by ``displacement (N, 2, H, W)`` (input pixels, see the module docstring).
+
+    ``out[:, :, i, j] = feature`` sampled bilinearly at ``(j + dx, i + dy)`` in feature cells, zero outside the
+    grid. Returns ``(N, C, h, w)``.
     """
     if feature.ndim != 4:
         raise ValueError(f"expected a feature of shape (N, C, h, w), got {tuple(feature.shape)}")
@@ -83,21 +84,28 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, window: int) -> None:
 
 
 def _overlap(offset: int, n: int) -> tuple[slice, slice]:
-    """For a window offset along an axis of length ``n``: the destination slice (positions whose neighbour at
-    ``offset`` lies inside the image) and the matching source slice."""
+    """Return the destination and source slices for a window offset along an axis of length ``n``.
+
+    The destination slice holds the positions whose neighbour at ``offset`` lies inside the image; the source
+    slice matches it.
+    """
     return slice(max(0, -offset), min(n, n - offset)), slice(max(0, offset), min(n, n + offset))
 
 
 def _window_regions(window: int, h: int, w: int) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
-    """For each window offset ``(dy, dx)``, row-major from ``(-r, -r)`` to ``(r, r)``: the ``_overlap`` slices
-    along y and x."""
+    """Return the ``_overlap`` slices along y and x for each window offset ``(dy, dx)``.
+
+    The offsets run row-major from ``(-r, -r)`` to ``(r, r)``.
+    """
     r = window // 2
     return [(_overlap(dy, h), _overlap(dx, w)) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
 
 
 def local_attention_weights(q: Tensor, k: Tensor, window: int = 7, scale: float = 1.0) -> Tensor:
-    """The softmax weights of local attention: ``q, k`` ``(N, C, H, W)`` -> ``(N, window**2, H, W)``, offsets
-    row-major (index ``window**2 // 2`` is the centre); out-of-image positions have logit 0."""
+    """Return the softmax weights of local attention: ``q, k`` ``(N, C, H, W)`` -> ``(N, window**2, H, W)``.
+
+    Offsets are row-major (index ``window**2 // 2`` is the centre); out-of-image positions have logit 0.
+    """
     _check_qkv(q, k, k, window)
     n, _, h, w = q.shape
     logits = q.new_zeros(n, window * window, h, w)
@@ -202,8 +210,10 @@ class CReFF(nn.Module):
         return conv
 
     def warp_and_fuse(self, lr_feature: Tensor, key_feature: Tensor, displacement: Tensor) -> Tensor:
-        """``self(lr_feature, warp(key_feature, displacement))``: ``lr_feature (N, C, h, w)``, the keyframe
-        feature ``(N, C, H', W')`` and the displacement ``(N, 2, H, W)`` in input pixels -> ``(N, C, H', W')``.
+        """Return ``self(lr_feature, warp(key_feature, displacement))``, ``(N, C, H', W')``.
+
+        Inputs: ``lr_feature (N, C, h, w)``, the keyframe feature ``(N, C, H', W')`` and the displacement
+        ``(N, 2, H, W)`` in input pixels.
 
         Without autograd, on float32 CPU tensors, one fused C++ pass computes it (``creff_cpu.py``; the result
         is then channels-last); otherwise the warp and this module run as separate differentiable operations.

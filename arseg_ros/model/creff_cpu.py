@@ -1,5 +1,6 @@
-"""Fused CReFF inference on CPU: warp, upsampling, depthwise Q/K/V convolutions, local attention and residual in
-one pass of the C++ extension (``creff_forward`` of ``arseg_ros.model._local_attention``).
+"""Fused CReFF inference on CPU: warp, upsampling, depthwise Q/K/V convolutions, local attention and residual.
+
+All of them run in one pass of the C++ extension (``creff_forward`` of ``arseg_ros.model._local_attention``).
 
 It computes exactly ``creff(lr_feature, warp(key_feature, displacement))`` (``creff.py``), up to float32
 rounding, without materialising the warped feature, the upsampled feature or Q, K and V: the image is walked in
@@ -32,8 +33,10 @@ _suspended = 0
 
 @contextmanager
 def composition_only() -> Iterator[None]:
-    """Inside the block, CReFF runs as its separate modules even where the fused pass applies, so that module
-    hooks (``flops.count_macs``) see every convolution and the attention."""
+    """Make CReFF run as its separate modules inside the block, even where the fused pass applies.
+
+    Module hooks (``flops.count_macs``) then see every convolution and the attention.
+    """
     global _suspended
     _suspended += 1
     try:
@@ -43,9 +46,11 @@ def composition_only() -> Iterator[None]:
 
 
 def fused_creff_applies(creff: CReFF, lr_feature: Tensor, key_feature: Tensor, displacement: Tensor) -> bool:
-    """Whether ``fused_creff_cpu`` can stand in for the composition: extension built, float32 CPU tensors and
-    weights, no gradient wanted (autograd disabled, as under ``torch.inference_mode`` or ``torch.no_grad``) and
-    not inside ``composition_only``."""
+    """Whether ``fused_creff_cpu`` can stand in for the composition.
+
+    It can with the extension built, float32 CPU tensors and weights, no gradient wanted (autograd disabled, as
+    under ``torch.inference_mode`` or ``torch.no_grad``) and not inside ``composition_only``.
+    """
     if _local_attention is None or torch.is_grad_enabled() or _suspended:
         return False
     tensors = (lr_feature, key_feature, displacement, creff.conv_q.weight, creff.conv_k.weight, creff.conv_v.weight)

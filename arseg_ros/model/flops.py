@@ -56,8 +56,10 @@ def _conv_linear_macs(module: nn.Module, output: torch.Tensor) -> int:
 
 @contextmanager
 def count_macs() -> Iterator[MacCount]:
-    """Count the MACs of every module forward run inside the block (all batch elements together). CReFF runs as
-    its separate modules meanwhile (``creff_cpu.composition_only``), not as the fused CPU pass."""
+    """Count the MACs of every module forward run inside the block (all batch elements together).
+
+    CReFF runs as its separate modules meanwhile (``creff_cpu.composition_only``), not as the fused CPU pass.
+    """
     count = MacCount()
 
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
@@ -145,7 +147,7 @@ DEFAULT_SIZES = {"camvid": (960, 720), "cityscapes": (2048, 1024)}
 
 
 def paper_reports(scale: float = 0.5, gop: int = 12, window: int = 7) -> list[ComputeReport]:
-    """The compute reports of ``PAPER_SETUPS``."""
+    """Return the compute reports of ``PAPER_SETUPS``."""
     return [compute_report(a, LABEL_SETS[c].num_classes, w, h, scale, gop, window) for a, c, w, h in PAPER_SETUPS]
 
 

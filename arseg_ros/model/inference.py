@@ -60,9 +60,11 @@ def fold_batchnorm(module: nn.Module) -> int:
 
 
 def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
-    """A deep copy of ``model`` for inference on ``device``: eval mode, BatchNorm folded, parameters moved, and
-    4-D weights in channels-last memory format (the fast layout for convolutions on CPU and on CUDA). ``model``
-    itself is left untouched."""
+    """Return a deep copy of ``model`` for inference on ``device``.
+
+    The copy is in eval mode, with BatchNorm folded, parameters moved, and 4-D weights in channels-last memory
+    format (the fast layout for convolutions on CPU and on CUDA). ``model`` itself is left untouched.
+    """
     copied = copy.deepcopy(model).eval()
     folded = fold_batchnorm(copied)
     log.debug("inference copy: %d BatchNorm layers folded", folded)

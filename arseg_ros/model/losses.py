@@ -18,8 +18,11 @@ from ..labels import IGNORE_ID
 
 
 def ohem_cross_entropy(logits: Tensor, labels: Tensor, threshold: float = 0.7, min_fraction: float = 1 / 16) -> Tensor:
-    """Mean cross-entropy over pixels whose probability of the true class is below ``threshold``, and at
-    least the hardest ``min_fraction`` of the labelled pixels."""
+    """Mean cross-entropy over the hard pixels.
+
+    The hard pixels are those whose probability of the true class is below ``threshold``, and at least the
+    hardest ``min_fraction`` of the labelled pixels.
+    """
     losses = F.cross_entropy(logits, labels, ignore_index=IGNORE_ID, reduction="none").flatten()
     valid = (labels != IGNORE_ID).flatten()
     losses = losses[valid]
@@ -41,7 +44,7 @@ def class_presence(labels: Tensor, num_classes: int) -> Tensor:
 
 
 def segmentation_loss(arch: str, logits: Tensor, aux: dict[str, Tensor], labels: Tensor) -> Tensor:
-    """The training loss of ``arch`` for full-size ``logits (N, K, H, W)`` and its auxiliary outputs."""
+    """Return the training loss of ``arch`` for full-size ``logits (N, K, H, W)`` and its auxiliary outputs."""
     if arch == "bisenet18":
         return ohem_cross_entropy(logits, labels) + sum(ohem_cross_entropy(a, labels) for a in aux.values())
     loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_ID)

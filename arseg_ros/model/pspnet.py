@@ -21,8 +21,11 @@ BINS = (1, 2, 3, 6)
 
 
 class PyramidPoolingCamVid(nn.Module):
-    """Per bin: adaptive average pool then a bias-free 1x1 conv (no BN), resized back with
-    ``align_corners=False``; concatenated with the input and fused by a 1x1 conv (with bias) and ReLU."""
+    """Pyramid pooling (CamVid variant): pooled bins concatenated with the input, fused by a 1x1 conv and ReLU.
+
+    Per bin: adaptive average pool then a bias-free 1x1 conv (no BN), resized back with ``align_corners=False``;
+    concatenated with the input and fused by a 1x1 conv (with bias) and ReLU.
+    """
 
     def __init__(self, channels: int = 512, out_channels: int = 1024) -> None:
         super().__init__()
@@ -51,8 +54,9 @@ class UpsampleBlock(nn.Module):
 
 
 class PSPNet18CamVid(SegmentationNetwork):
-    """PSPNet18 of the official CamVid code: feature ``(N, 64, 8*h8, 8*w8)``, where ``h8 x w8`` is the
-    layer4 size (``(H, W)`` itself when both are multiples of 8).
+    """PSPNet18 of the official CamVid code: feature ``(N, 64, 8*h8, 8*w8)``.
+
+    Here ``h8 x w8`` is the layer4 size; ``(8*h8, 8*w8)`` is ``(H, W)`` itself when both are multiples of 8.
 
     Auxiliary head (training): global max pool of layer3 (256 channels) -> Linear 256->256 -> ReLU ->
     Linear 256->K, class-presence logits ``aux["presence"]`` of shape ``(N, K)``.
@@ -88,8 +92,11 @@ class PSPNet18CamVid(SegmentationNetwork):
 
 
 class PyramidPoolingCityscapes(nn.Module):
-    """Per bin: adaptive average pool, bias-free 1x1 conv to ``channels // 4``, BatchNorm, ReLU, resized
-    back with ``align_corners=True``; concatenated with the input (``2 * channels`` out)."""
+    """Pyramid pooling (Cityscapes variant): pooled bins concatenated with the input, ``2 * channels`` out.
+
+    Per bin: adaptive average pool, bias-free 1x1 conv to ``channels // 4``, BatchNorm, ReLU, resized back with
+    ``align_corners=True``; concatenated with the input (``2 * channels`` out).
+    """
 
     def __init__(self, channels: int = 512) -> None:
         super().__init__()
@@ -110,8 +117,9 @@ class PyramidPoolingCityscapes(nn.Module):
 
 
 class PSPNet18Cityscapes(SegmentationNetwork):
-    """PSPNet18 of the official Cityscapes code: feature ``(N, 512, h8, w8)`` at output stride 8, the
-    output of 3x3 conv 1024->512 (no bias), BatchNorm, ReLU, Dropout2d(0.1).
+    """PSPNet18 of the official Cityscapes code: feature ``(N, 512, h8, w8)`` at output stride 8.
+
+    The feature is the output of 3x3 conv 1024->512 (no bias), BatchNorm, ReLU, Dropout2d(0.1).
 
     Auxiliary head (training) on layer3: 3x3 conv 256->256, BN, ReLU, Dropout2d(0.1), 1x1 conv -> K,
     logits ``aux["layer3"]`` resized to the input (``align_corners=True``); the official loss weight is 0.4.

@@ -265,7 +265,7 @@ def _session_binary() -> Path | Exception:
 
 
 def session_oracle() -> Path:
-    """The accessor binary for tests, built once per session.
+    """Return the accessor binary for tests, built once per session.
 
     Calls ``pytest.skip`` (with the reason) only when apt-get or the network is unavailable to fetch the
     libde265 source, unless ``ARSEG_REQUIRE_ORACLE=1``, which makes that an error; build failures always raise.

@@ -167,7 +167,7 @@ def _rows(values: list[int] | tuple[int, ...], per_line: int, indent: str) -> st
 
 
 def render_header(blocks: list[Block], tables: dict) -> str:
-    """The text of ``cabac_tables.hpp``."""
+    """Return the text of ``cabac_tables.hpp``."""
     total = blocks[-1].first + blocks[-1].size
     entries: list[tuple[str, str]] = []
     for b in blocks:
@@ -248,7 +248,7 @@ extern const uint8_t kCtxIdxMapSigCoeff4x4[kCtxIdxMapSigCoeff4x4Size];
 
 
 def render_source(blocks: list[Block], tables: dict) -> str:
-    """The text of ``cabac_tables.cpp``."""
+    """Return the text of ``cabac_tables.cpp``."""
     total = blocks[-1].first + blocks[-1].size
     element_lines = []
     for b in blocks:

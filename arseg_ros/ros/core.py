@@ -1,107 +1,78 @@
-"""What the ROS node does, without ROS: parameters, the packet queue, the worker, output messages and
-diagnostics. ``arseg_ros.node`` wires it to rclpy; tests drive it with ``rosbags`` message classes.
+"""The node without its transport: parameters, model, packet queue, worker, output messages and diagnostics.
 
-Packets are never dropped before decoding (a lost compressed packet corrupts the rest of its GOP): the
-subscription only converts and queues them, and the worker decodes every one. When the worker falls behind
-(packets still queued), inference is skipped for pictures under ``lag_policy = "latest"``. Only if the queue
-exceeds ``max_queue`` packets are the oldest dropped; the motion chain is then marked broken and the drop
-is counted.
+``NodeCore`` is what ``arseg_node`` does on either transport. An adapter (``rclpy_node``, ``dds_node``) builds
+it with its binding's message classes (``MessageTypes``) and a ``publish(key, msg)`` function, creates one
+endpoint for each of ``NodeCore.endpoints()``, hands every input message to ``submit`` and publishes
+``diagnostic_status()`` once a second. Tests drive it with ``rosbags`` message classes and no ROS at all.
+
+Packets are never dropped before decoding (a lost compressed packet corrupts the rest of its GOP): ``submit``
+only converts and queues them, and the worker decodes every one. When the worker falls behind (packets still
+queued), inference is skipped for pictures under ``lag_policy = "latest"``. Only if the queue exceeds
+``max_queue`` packets are the oldest dropped; the motion chain is then marked broken and the drop is counted.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .codec.packets import Packet, PacketError, packet_from_message
-from .engine import EngineConfig, SegResult, StreamSegmenter
-from .labels import LabelSet, colorize, overlay
+from ..codec.packets import Packet, PacketError, packet_from_message
+from ..engine import SegResult, StreamSegmenter
+from ..labels import colorize, overlay
+from ..model import load_arseg
+from .conventions import QosSpec, node_qos
 from .messages import header, image_message, label_info_message, numpy_data
-from .model import ARSeg
+from .parameters import INPUT_MSGTYPES, NodeParameters
 
 log = logging.getLogger(__name__)
 
-INPUT_TYPES = ("compressed_image", "ffmpeg_packet", "compressed_video")
-RELIABILITIES = ("reliable", "best_effort")
+IMAGE_OUTPUTS = ("mask", "color_mask", "overlay")
 
 
-def _param(default: Any, description: str, choices: tuple[str, ...] = ()) -> Any:
-    return field(default=default, metadata={"description": description, "choices": choices})
+class DiagnosticLevel(enum.IntEnum):
+    """``diagnostic_msgs/DiagnosticStatus`` levels (the message's ``byte`` field; see ``as_byte``)."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+    def as_byte(self) -> bytes:
+        """Return the level as rclpy's ``byte`` fields take it: one byte (an ``int`` there is mis-serialised)."""
+        return bytes([self.value])
 
 
-@dataclass
-class NodeParameters:
-    """The node's parameters, with defaults; each field's metadata holds its description."""
+@dataclass(frozen=True)
+class DiagnosticReport:
+    """One diagnostics status: ``level``, a one-line ``message`` and ``values`` as (key, text) pairs."""
 
-    model: str = _param("", "AR-Seg checkpoint file (.pt)")
-    input_type: str = _param("ffmpeg_packet", "message type of the input topic", INPUT_TYPES)
-    mode: str = _param("ar", "ar: AR-Seg; hr / lr: constant-resolution baselines", ("ar", "hr", "lr"))
-    lr_scale: float = _param(0.0, "downscale factor of non-keyframes; 0 uses the model's")
-    hr_every_n: int = _param(0, "force an HR frame after this many frames (0: IRAP pictures only)")
-    scene_cut_intra_share: float = _param(0.5, "force HR when an inter frame has more intra blocks than this")
-    start: str = _param("keyframe", "keyframe: wait for a keyframe; hr: HR on the first frame", ("keyframe", "hr"))
-    lag_policy: str = _param("latest", "when behind: latest skips inference on stale frames", ("all", "latest"))
-    device: str = _param("auto", "auto (CUDA when available), cpu or cuda:N")
-    decoder_threads: int = _param(0, "FFmpeg slice threads for decoding (0: one per core)")
-    publish_color_mask: bool = _param(True, "publish ~/color_mask (rgb8)")
-    publish_overlay: bool = _param(False, "publish ~/overlay (rgb8 blend of frame and mask)")
-    overlay_alpha: float = _param(0.5, "mask weight in ~/overlay, 0..1")
-    input_reliability: str = _param("reliable", "input QoS reliability", RELIABILITIES)
-    input_depth: int = _param(24, "input QoS depth (keep at least two GOPs)")
-    output_reliability: str = _param("reliable", "output QoS reliability", RELIABILITIES)
-    output_depth: int = _param(5, "output QoS depth")
-    max_queue: int = _param(300, "packets queued for decoding before the oldest are dropped")
-    max_message_bytes: int = _param(16_777_216, "input messages larger than this (bytes) are dropped")
+    level: DiagnosticLevel
+    message: str
+    values: list[tuple[str, str]]
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value not in choices:
-                raise ValueError(f"parameter {f.name}={value!r}: choose one of {list(choices)}")
-        if self.lr_scale < 0 or self.lr_scale > 1:
-            raise ValueError(f"parameter lr_scale={self.lr_scale}: must be 0 (model default) or in (0, 1]")
-        if not 0.0 <= self.overlay_alpha <= 1.0:
-            raise ValueError(f"parameter overlay_alpha={self.overlay_alpha}: must be in [0, 1]")
-        if self.decoder_threads < 0:
-            raise ValueError(f"parameter decoder_threads={self.decoder_threads}: must be 0 (one per core) or more")
-        for name in ("input_depth", "output_depth", "max_queue", "max_message_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"parameter {name}={getattr(self, name)}: must be at least 1")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> NodeParameters:
-        """Build from a mapping (a YAML ``ros__parameters`` block); unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown parameters {unknown}; known: {sorted(known)}")
-        return cls(**values)
+@dataclass(frozen=True)
+class Endpoint:
+    """One topic of the node: its ``key`` in ``publish``, unresolved ROS ``name``, ``msgtype`` and ``qos``."""
 
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            mode=self.mode,
-            lr_scale=self.lr_scale or None,
-            hr_every_n=self.hr_every_n,
-            scene_cut_intra_share=self.scene_cut_intra_share,
-            start=self.start,
-            lag_policy=self.lag_policy,
-            device=self.device,
-            keep_images=self.publish_overlay,
-            decoder_threads=self.decoder_threads,
-        )
+    key: str
+    name: str
+    msgtype: str
+    qos: QosSpec
 
 
 @dataclass
 class MessageTypes:
-    """The message classes of one ROS binding (rclpy or ``rosbags``) and its payload converter."""
+    """The message classes of one ROS binding (rclpy, ``rosbags`` or the DDS IDL) and its payload converter."""
 
     image: type
     header: type
@@ -119,6 +90,7 @@ class ThrottledWarnings:
         self._last: dict[str, float] = {}
 
     def warn(self, key: str, message: str) -> bool:
+        """Log ``message`` unless ``key`` was warned about less than ``period_s`` ago; True if logged."""
         now = time.monotonic()
         if now - self._last.get(key, -1e18) < self.period_s:
             return False
@@ -127,22 +99,23 @@ class ThrottledWarnings:
         return True
 
 
-class SegmentationPipeline:
-    """Input messages -> engine -> output messages, with a worker thread and statistics.
+class NodeCore:
+    """Input messages -> engine -> output messages, with a worker thread, counters and diagnostics.
 
-    ``publish(name, msg)`` is called with ``name`` in ``mask``, ``color_mask``, ``overlay``.
+    ``publish(key, msg)`` is called from the worker thread with ``key`` one of ``IMAGE_OUTPUTS``. The model is
+    loaded from ``params.model`` (a path or ``package://`` address); ``CheckpointError`` says why it cannot be.
     """
 
     def __init__(
         self,
         params: NodeParameters,
-        model: ARSeg,
-        labels: LabelSet,
         types: MessageTypes,
         publish: Callable[[str, Any], None],
-        topic: str = "",
+        input_topic: str = "",
     ) -> None:
-        self.params, self.labels, self.types, self.publish, self.topic = params, labels, types, publish, topic
+        self.params, self.types, self.publish, self.input_topic = params, types, publish, input_topic
+        model, checkpoint = load_arseg(params.model)
+        self.labels, self.arch = checkpoint.config.labels, checkpoint.config.arch
         self.engine = StreamSegmenter(model, params.engine_config())
         self.counts: collections.Counter[str] = collections.Counter()
         self.warnings = ThrottledWarnings()
@@ -155,19 +128,49 @@ class SegmentationPipeline:
         self._latency: collections.deque[dict[str, float]] = collections.deque(maxlen=60)
         self._last_stamp_ns: int | None = None
 
+    # -- endpoints and parameters -------------------------------------------------------------------
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every topic the adapter creates: the input (key ``input``), the images, label info and diagnostics."""
+        qos = node_qos(self.params)
+        image = "sensor_msgs/msg/Image"
+        out = [Endpoint("input", "packets", INPUT_MSGTYPES[self.params.input_type], qos["input"])]
+        out.append(Endpoint("mask", "~/mask", image, qos["output"]))
+        if self.params.publish_color_mask:
+            out.append(Endpoint("color_mask", "~/color_mask", image, qos["output"]))
+        if self.params.publish_overlay:
+            out.append(Endpoint("overlay", "~/overlay", image, qos["output"]))
+        out.append(Endpoint("label_info", "~/label_info", "vision_msgs/msg/LabelInfo", qos["label_info"]))
+        out.append(Endpoint("diagnostics", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", qos["diagnostics"]))
+        return out
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        """Change parameters while running (only ``NodeParameters.dynamic_names()``); ``ValueError`` if refused."""
+        params = self.params.changed(values)
+        engine = self.engine.config
+        self.engine.config = dataclasses.replace(
+            engine,
+            hr_every_n=params.hr_every_n,
+            scene_cut_intra_share=params.scene_cut_intra_share,
+            lag_policy=params.lag_policy,
+        )
+        self.params = params
+        log.info("parameters changed: %s", ", ".join(f"{k}={v!r}" for k, v in sorted(values.items())))
+
     # -- input (subscription thread) -----------------------------------------------------------------
 
     def reject(self, reason: str, message: str) -> None:
         """Count an input dropped for ``reason`` (diagnostics key ``rejected_<reason>``) and warn, throttled."""
         self.counts[f"rejected_{reason}"] += 1
-        self.warnings.warn(f"reject_{reason}", f"dropped input on {self.topic or 'the input topic'}: {message}")
+        self.warnings.warn(f"reject_{reason}", f"dropped input on {self.input_topic or 'the input topic'}: {message}")
 
     def submit(self, msg: Any) -> bool:
-        """Convert and queue one input message; returns False if it was rejected (counted, warned).
+        """Convert and queue one input message; return False if it was rejected (counted, warned).
 
-        A message whose payload exceeds ``max_message_bytes`` is rejected as ``oversized``. A stamp earlier than
-        the previous packet's (a publisher restarted or looped) is counted as ``stamp_regression`` and breaks
-        the motion chain."""
+        A message whose payload exceeds ``max_message_bytes`` is rejected as ``oversized``. A stamp earlier
+        than the previous packet's (a publisher restarted or looped) is counted as ``stamp_regression`` and
+        breaks the motion chain.
+        """
         self.counts["received"] += 1
         self._in_times.append(time.monotonic())
         size = len(getattr(msg, "data", b""))
@@ -177,14 +180,14 @@ class SegmentationPipeline:
             )
             return False
         try:
-            packet = packet_from_message(msg, self.topic)
+            packet = packet_from_message(msg, self.input_topic)
         except PacketError as exc:
             self.reject("empty" if "empty payload" in str(exc) else "unsupported", str(exc))
             return False
         restart = self._last_stamp_ns is not None and packet.stamp_ns < self._last_stamp_ns
         if restart:
             self.counts["stamp_regression"] += 1
-            self.warnings.warn("stamp", f"input stamps went back in time on {self.topic}: publisher restarted?")
+            self.warnings.warn("stamp", f"input stamps went back in time on {self.input_topic}: publisher restarted?")
         self._last_stamp_ns = packet.stamp_ns
         with self._cond:
             if len(self._queue) >= self.params.max_queue:
@@ -205,6 +208,7 @@ class SegmentationPipeline:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to stop after its current packet and wait up to ``timeout`` seconds for it."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -222,7 +226,7 @@ class SegmentationPipeline:
             self.process_one()
 
     def process_one(self) -> int:
-        """Decode and segment the oldest queued packet; returns the number of results published."""
+        """Decode and segment the oldest queued packet; return the number of results published."""
         with self._cond:
             if not self._queue:
                 return 0
@@ -242,7 +246,7 @@ class SegmentationPipeline:
         return len(results)
 
     def drain(self) -> int:
-        """Process every queued packet, then flush the decoder (end of stream); returns results published."""
+        """Process every queued packet, then flush the decoder (end of stream); return results published."""
         count = 0
         while self._queue:
             count += self.process_one()
@@ -256,15 +260,14 @@ class SegmentationPipeline:
     def _emit(self, result: SegResult, queued_at: float) -> None:
         if result.labels is None:
             return
-        t = self.types
+        t, params = self.types, self.params
         msg_header = header(t.header, t.time, result.stamp_ns, result.frame_id)
         self.publish("mask", image_message(t.image, msg_header, result.labels, "mono8", t.data))
-        if self.params.publish_color_mask:
-            self.publish(
-                "color_mask", image_message(t.image, msg_header, colorize(result.labels, self.labels), "rgb8", t.data)
-            )
-        if self.params.publish_overlay and result.image is not None:
-            blend = overlay(result.image, result.labels, self.labels, self.params.overlay_alpha)
+        if params.publish_color_mask:
+            colour = colorize(result.labels, self.labels)
+            self.publish("color_mask", image_message(t.image, msg_header, colour, "rgb8", t.data))
+        if params.publish_overlay and result.image is not None:
+            blend = overlay(result.image, result.labels, self.labels, params.overlay_alpha)
             self.publish("overlay", image_message(t.image, msg_header, blend, "rgb8", t.data))
         self.counts["published"] += 1
         now = time.monotonic()
@@ -272,7 +275,7 @@ class SegmentationPipeline:
         self._latency.append({**result.timings, "queue_to_publish": 1e3 * (now - queued_at)})
 
     def label_info(self, stamp_ns: int = 0, frame_id: str = "") -> Any | None:
-        """The ``vision_msgs/LabelInfo`` message, or ``None`` where the binding has no vision_msgs."""
+        """Return the ``vision_msgs/LabelInfo`` message, or ``None`` where the binding has no vision_msgs."""
         t = self.types
         if t.label_info is None or t.vision_class is None:
             return None
@@ -288,8 +291,8 @@ class SegmentationPipeline:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
 
-    def diagnostics(self) -> tuple[int, str, list[tuple[str, str]]]:
-        """``(level, message, key-values)``: level 0 OK, 1 WARN (drops, errors or rejected input)."""
+    def diagnostic_status(self) -> DiagnosticReport:
+        """Return the current status: WARN when input was dropped or rejected or a packet failed, else OK."""
         stats = self.engine.stats
         values = [
             ("input rate (Hz)", f"{self._rate(self._in_times):.1f}"),
@@ -307,5 +310,5 @@ class SegmentationPipeline:
         values += [(k, str(v)) for k, v in sorted(events.items())]
         problems = [k for k in events if k.startswith(("rejected", "queue_overflow", "errors", "decode_error"))]
         if problems:
-            return 1, "input problems: " + ", ".join(sorted(problems)), values
-        return 0, "running", values
+            return DiagnosticReport(DiagnosticLevel.WARN, "input problems: " + ", ".join(sorted(problems)), values)
+        return DiagnosticReport(DiagnosticLevel.OK, "running", values)

@@ -1,29 +1,26 @@
-"""ROS message construction for the node's outputs, duck-typed on message classes.
+"""ROS message construction for the node's outputs and the bags the package writes, duck-typed on classes.
 
-Works with rclpy's generated classes and with ``rosbags``' classes (the real ROS 2 definitions), so it is
-tested here without ROS. ``sensor_msgs/Image`` messages are built from numpy arrays directly: ``cv_bridge``
-is used instead when it is importable and works with the installed numpy (its compiled module is built
-against the distribution's numpy 1.x and fails to import beside numpy 2, which PyTorch wheels bring along).
+Works with rclpy's generated classes, ``rosbags``' classes (the real ROS 2 definitions) and the DDS
+transport's IDL structs, so it is tested without ROS. ``sensor_msgs/Image`` messages are built from numpy
+arrays directly, never through ``cv_bridge``: the distributions' ``cv_bridge`` is compiled against numpy 1.x
+and fails to import beside numpy 2, which PyTorch wheels bring along.
 """
 
 from __future__ import annotations
 
 import array
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .labels import LabelSet
-
-log = logging.getLogger(__name__)
+from ..labels import LabelSet
 
 ENCODINGS = {"mono8": 1, "rgb8": 3}
 
 
 def header(header_type: type, time_type: type, stamp_ns: int, frame_id: str) -> Any:
-    """A ``std_msgs/Header`` with the given stamp (nanoseconds) and frame id."""
+    """Return a ``std_msgs/Header`` with the given stamp (nanoseconds) and frame id."""
     stamp = time_type(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
     return header_type(stamp=stamp, frame_id=frame_id)
 
@@ -46,7 +43,7 @@ def bytes_data(arr: np.ndarray) -> bytes:
 def image_message(
     image_type: type, msg_header: Any, arr: np.ndarray, encoding: str, data: Callable[[np.ndarray], Any] = numpy_data
 ) -> Any:
-    """A ``sensor_msgs/Image`` from ``arr``: ``(H, W)`` uint8 for ``mono8``, ``(H, W, 3)`` uint8 for ``rgb8``.
+    """Return a ``sensor_msgs/Image`` of ``arr``: ``(H, W)`` uint8 for ``mono8``, ``(H, W, 3)`` for ``rgb8``.
 
     ``step`` is ``W * channels`` bytes; ``is_bigendian`` is 0 (uint8 data has no byte order).
     """
@@ -64,7 +61,7 @@ def image_message(
 
 
 def image_array(msg: Any) -> np.ndarray:
-    """The pixels of a mono8/rgb8 ``sensor_msgs/Image`` as ``(H, W)`` or ``(H, W, 3)`` uint8, honouring ``step``."""
+    """Return the pixels of a mono8/rgb8 ``sensor_msgs/Image``: ``(H, W)`` or ``(H, W, 3)`` uint8, after ``step``."""
     channels = ENCODINGS.get(msg.encoding)
     if channels is None:
         raise ValueError(f"unsupported encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)}")
@@ -76,19 +73,6 @@ def image_array(msg: Any) -> np.ndarray:
 
 
 def label_info_message(label_info_type: type, vision_class_type: type, msg_header: Any, labels: LabelSet) -> Any:
-    """A ``vision_msgs/LabelInfo`` listing the class ids and names of ``labels``."""
+    """Return a ``vision_msgs/LabelInfo`` listing the class ids and names of ``labels``."""
     class_map = [vision_class_type(class_id=i, class_name=c.name) for i, c in enumerate(labels.classes)]
     return label_info_type(header=msg_header, class_map=class_map, threshold=0.0)
-
-
-def cv_bridge_or_none() -> Any:
-    """A ``cv_bridge.CvBridge`` if it imports and converts an array with this numpy; otherwise ``None``."""
-    try:
-        from cv_bridge import CvBridge
-
-        bridge = CvBridge()
-        bridge.cv2_to_imgmsg(np.zeros((2, 2), np.uint8), encoding="mono8")
-        return bridge
-    except Exception as exc:  # ImportError, or a numpy ABI error raised from the compiled module
-        log.info("cv_bridge not usable (%s): building Image messages from numpy directly", exc)
-        return None

@@ -23,15 +23,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .codec.packets import RAW_FORMATS, Packet, PacketError, packets_from_file
-from .data.bags import BagError, is_bag, open_bag, typestore
-from .transport import (
-    INPUT_MSGTYPES,
-    QosSpec,
-    TransportError,
-    choose_transport,
-    domain_from_environment,
-)
+from ..codec.packets import RAW_FORMATS, Packet, PacketError, packets_from_file
+from ..data.bags import BagError, is_bag, open_bag, typestore
+from .conventions import QosSpec, TransportError, domain_from_environment
+from .node import choose_transport
+from .parameters import INPUT_MSGTYPES
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +86,10 @@ def video_size(path: Path) -> tuple[int, int]:
 
 
 def video_packets(path: Path, frame_id: str, fps: float) -> Iterator[Packet]:
-    """The packets of a video file; with ``fps`` > 0 stamped ``index / fps`` seconds (raw Annex B streams carry no
-    timing, FFmpeg assumes 25 fps for them)."""
+    """Yield the packets of a video file; with ``fps`` > 0 stamped ``index / fps`` seconds.
+
+    Raw Annex B streams carry no timing: FFmpeg assumes 25 fps for them.
+    """
     for index, packet in enumerate(packets_from_file(path, frame_id)):
         if fps > 0:
             packet.stamp_ns = round(index * 1e9 / fps)
@@ -101,7 +99,7 @@ def video_packets(path: Path, frame_id: str, fps: float) -> Iterator[Packet]:
 def video_messages(
     path: Path, topic: str, fmt: str, frame_id: str, fps: float, offset_ns: int
 ) -> Iterator[Outgoing]:  # fmt: skip
-    """The packets of a video file as messages on ``topic``; stamps shifted by ``offset_ns``."""
+    """Yield the packets of a video file as messages on ``topic``; stamps shifted by ``offset_ns``."""
     store = typestore()
     width = height = 0
     if fmt == "ffmpeg_packet":
@@ -113,7 +111,7 @@ def video_messages(
 
 
 def bag_messages(path: Path, topics: list[str]) -> Iterator[Outgoing]:
-    """The recorded messages of ``topics`` (all topics when empty), as stored in the bag."""
+    """Yield the recorded messages of ``topics`` (all topics when empty), as stored in the bag."""
     with open_bag(path) as reader:
         connections = [c for c in reader.connections if not topics or c.topic in topics]
         missing = sorted(set(topics) - {c.topic for c in connections})
@@ -146,12 +144,12 @@ class PlayStats:
 
 
 def make_publishers(transport: str, domain_id: int, loopback: bool) -> Publishers:
-    """The publishers of ``transport`` (``rclpy`` or ``dds``)."""
+    """Return the publishers of ``transport`` (``rclpy`` or ``dds``)."""
     if transport == "rclpy":
-        from .node import RclpyPlayer
+        from .rclpy_node import RclpyPlayer  # imports rclpy
 
         return RclpyPlayer()
-    from .dds import DdsPlayer
+    from .dds_node import DdsPlayer  # imports cyclonedds
 
     return DdsPlayer(domain_id, loopback)
 
@@ -170,9 +168,11 @@ def play(
     messages: Iterator[Outgoing], publishers: Publishers, qos: QosSpec, rate: float, max_seconds: float,
     wait: int = 0, wait_timeout_s: float = 10.0,
 ) -> PlayStats:  # fmt: skip
-    """Publish ``messages`` with their recorded spacing divided by ``rate`` (0: no pacing), for at most
-    ``max_seconds``. The first message of a new topic creates its publisher (and waits for ``wait``
-    subscribers)."""
+    """Publish ``messages`` with their recorded spacing divided by ``rate`` (0: no pacing).
+
+    Stops after ``max_seconds``. The first message of a new topic creates its publisher (and waits for
+    ``wait`` subscribers).
+    """
     start = time.monotonic()
     first_ns: int | None = None
     topics: list[str] = []
