@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(BIN)/arseg-demo --out demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff check arseg_ros test bench launch
-	$(BIN)/ruff format --check arseg_ros test bench launch
+	$(BIN)/ruff check arseg_ros test bench launch tools setup.py
+	$(BIN)/ruff format --check arseg_ros test bench launch tools setup.py
 
 test: lint
 	$(BIN)/python -m pytest

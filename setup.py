@@ -78,7 +78,7 @@ setup(
         "pillow",
         "tqdm",
     ],
-    # dds: run the node and arseg-play on Cyclone DDS without a ROS installation (arseg_ros/dds.py).
+    # dds: run the node and arseg-play on Cyclone DDS without a ROS installation (arseg_ros/ros/dds_node.py).
     # test: what the suite needs (colcon test finds pytest here); dev: test plus the linter.
     extras_require={
         "test": TEST_REQUIRES,

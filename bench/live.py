@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from machine import cpu_model
 
-from arseg_ros import dds
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.data.synthetic import driving_clip
 from arseg_ros.demo import default_model
-from arseg_ros.transport import QosSpec, loopback_environment
+from arseg_ros.ros import dds_node as dds
+from arseg_ros.ros import dds_types
+from arseg_ros.ros.conventions import QosSpec, loopback_environment
 
 TOPIC = "/camera/image_raw/compressed"
 
@@ -42,9 +43,9 @@ class Trial:
     latency_ms: list[float]
 
 
-def image(data: bytes, stamp_ns: int) -> dds.CompressedImage:
-    stamp = dds.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    return dds.CompressedImage(header=dds.Header(stamp=stamp, frame_id="camera"), format="h265", data=data)
+def image(data: bytes, stamp_ns: int) -> dds_types.CompressedImage:
+    stamp = dds_types.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return dds_types.CompressedImage(header=dds_types.Header(stamp=stamp, frame_id="camera"), format="h265", data=data)
 
 
 def skipped(diagnostics: dds.RawReader, last: int) -> int:
@@ -90,7 +91,7 @@ def main() -> None:
     clip = driving_clip(320, 240, args.frames, seed=5)
     packets = [p.data for p in encode_frames(clip.frames, EncoderSettings(codec="hevc", keyint=12, bframes=0))]
     command = [
-        sys.executable, "-m", "arseg_ros.transport", "--transport", "dds", "--max-seconds", "900", "--ros-args",
+        sys.executable, "-m", "arseg_ros.ros.node", "--transport", "dds", "--max-seconds", "900", "--ros-args",
         "-p", f"model:={default_model()}", "-p", "input_type:=compressed_image", "-p", "device:=cpu",
         "-r", f"packets:={TOPIC}", "--log-level", "warning",
     ]  # fmt: skip

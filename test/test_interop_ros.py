@@ -42,6 +42,8 @@ def test_dds_node_serves_an_rclpy_peer_and_shows_in_its_graph(packets, tmp_path)
         publisher = probe.publisher(CompressedImage, "/camera/video")
         probe.wait_subscribed(publisher, 90)
         probe.wait_for_node()
+        # Fast DDS reports the match before Cyclone has discovered the writer: wait until the node counts it.
+        assert probe.latest_status(lambda v: v.get("input_publishers") == "1") is not None, node.output()
         probe.play(publisher, [compressed_image(p, "h265") for p in packets])
         probe.spin_until(lambda: len(probe.masks) >= FRAMES, 60)
         latched = []

@@ -93,8 +93,14 @@ def load_arseg(
     if accept_hr_network and ckpt.input_scale == 1.0:
         model, config = hr_only(model, ckpt.config)
         return model.to(device), dataclasses.replace(ckpt, config=config)
-    hint = " (a phase-1 HR network runs only as constant HR: arseg-eval --mode hr)" if ckpt.input_scale == 1.0 else ""
+    if ckpt.input_scale == 1.0:
+        hint = " (an HR network runs only as --mode hr in arseg-eval)"
+    else:
+        hint = (
+            f" (a constant-LR network trained at scale {ckpt.input_scale:g}: arseg-eval takes it as --lr-model; "
+            "a single network runs as --mode hr only if it is an HR network)"
+        )
     raise CheckpointError(
-        f"{path} holds a single {ckpt.config.arch} network{hint}, not an AR-Seg model: "
+        f"{path} holds a single network ({ckpt.config.arch}){hint}, not an AR-Seg model: "
         "pass the checkpoint that arseg-train ar writes"
     )
