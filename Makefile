@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check arseg_ros test bench launch tools setup.py
 
 test: lint
-	$(BIN)/python -m pytest
+	$(ROS_ENV) $(BIN)/python -m pytest
 
 # colcon builds the package and runs the whole suite with pytest: the ROS tests and the ament lint checks
 # among them, which must run here (ARSEG_REQUIRE_ROS=1 turns a missing ROS piece into a failure).

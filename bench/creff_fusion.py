@@ -44,8 +44,9 @@ from arseg_ros.data.prepared import PreparedClips
 from arseg_ros.metrics import ConfusionMatrix
 from arseg_ros.model.arseg import ARSeg
 from arseg_ros.model.base import normalize, resize
-from arseg_ros.model.checkpoint import load_checkpoint
+from arseg_ros.model.checkpoint import CheckpointError
 from arseg_ros.model.creff import CReFF, local_attention_weights, warp
+from arseg_ros.model.loading import load_arseg
 
 MODES = (
     "constant HR",
@@ -202,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=10**9, help="use the first N clips")
     p.add_argument("--out", type=Path, help="also write the report here")
     args = p.parse_args(argv)
-    model, _ = load_checkpoint(args.checkpoint)
-    if not isinstance(model, ARSeg):
-        raise SystemExit(f"{args.checkpoint} is a single network; pass an AR-Seg checkpoint (arseg-train ar)")
-    model.eval()
+    try:
+        model, _ = load_arseg(args.checkpoint)
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
     clips = PreparedClips(args.clips)
     miou, distance, centre, key_scale = measure(model, clips, args.limit)
     n = min(args.limit, len(clips))
