@@ -35,7 +35,7 @@ from .codec.decode import DecodedPicture, DecodeError, DecoderSession
 from .codec.h264 import motion_field_from_side_data
 from .codec.hevc import HevcParseError
 from .codec.motion import AccumulatedMotion, MotionAccumulator, MotionField
-from .codec.packets import CODECS, Packet
+from .codec.packets import CODECS, Packet, has_nal_unit
 from .model import ARSeg
 from .model.base import normalize
 from .model.inference import inference_copy
@@ -161,6 +161,12 @@ class StreamSegmenter:
         self.stats["packets"] += 1
         if packet.codec not in CODECS:
             raise ValueError(f"unknown codec {packet.codec!r}; expected one of {CODECS}")
+        if not has_nal_unit(packet.data, packet.codec):
+            # FFmpeg takes an empty packet as the end of the stream and would decode nothing more.
+            self.stats["rejected_no_nal_unit"] += 1
+            if self.stats["rejected_no_nal_unit"] == 1:
+                log.warning("dropped a %d-byte packet that holds no NAL unit (more are only counted)", len(packet.data))
+            return []
         if self._session is None or self._session.codec != packet.codec:
             if self._session is not None:
                 self.stats["codec_change"] += 1

@@ -327,7 +327,7 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
     model, ckpt = load_arseg(args.model, accept_hr_network=args.mode == "hr")
     labels = ckpt.config.labels
     modes = MODES if args.mode == "all" else (args.mode,)
-    models = {mode: model for mode in modes}
+    models = dict.fromkeys(modes, model)
     if args.lr_model and "lr" in modes:
         models["lr"] = with_lr_network(model, ckpt.config, args.lr_model)
     out = Path(args.out)

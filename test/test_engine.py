@@ -214,3 +214,19 @@ def test_decoder_slice_threads_give_the_same_pictures_without_delay(model, clip)
         assert [r.packet_index for r in released] == [i]
         np.testing.assert_array_equal(released[0].labels, single[i].labels)
     assert threaded.flush() == []
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_packets_without_a_nal_unit_are_dropped_before_the_decoder(model, clip, h264_packets, codec):
+    packets = h264_packets if codec == "h264" else encode(clip.frames, codec="hevc", params="keyint=12:bframes=0")
+    clean, _ = run(model, packets)
+    junk = [b"", b"\x00\x00\x01", bytes(range(3, 60)), b"\x00\x00\x01\xff\xff\xff"]
+    stamp = packets[5].stamp_ns
+    hostile = packets[:5] + [Packet(codec, data, stamp, "camera", None) for data in junk] + packets[5:]
+    results, engine = run(model, hostile)
+    assert engine.stats["rejected_no_nal_unit"] == len(junk)
+    assert engine.stats["decode_error"] == 0 and engine.stats["parse_error"] == 0
+    assert [r.stamp_ns for r in results] == [r.stamp_ns for r in clean]
+    assert [r.kind for r in results] == [r.kind for r in clean]
+    for got, want in zip(results, clean, strict=True):
+        np.testing.assert_array_equal(got.labels, want.labels)

@@ -12,7 +12,7 @@ import yaml
 from arseg_ros.bagtool import main as bag_main
 from arseg_ros.codec.encode import EncoderSettings, encode_frames
 from arseg_ros.codec.packets import Packet
-from arseg_ros.data.bags import BagError, packets_from_bag, read_images
+from arseg_ros.data.bags import BagError, BagWriter, packets_from_bag, read_images
 from arseg_ros.data.synthetic import driving_clip, panning_clip
 from arseg_ros.engine import EngineConfig, StreamSegmenter
 from arseg_ros.evaluate import main as eval_main
@@ -231,3 +231,27 @@ def test_max_frames_caps_the_frames_scored_on_a_stream_with_b_frames(model_file,
     assert eval_main(argv) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["modes"][0]["labelled_frames"] == 5  # not the frames the decoder still held when it stopped
+
+
+def test_an_empty_message_in_the_video_topic_changes_nothing(bag, model_file, tmp_path):
+    hostile = tmp_path / "with_empty"
+    with BagWriter(hostile) as writer:
+        for i, packet in enumerate(packets_from_bag(bag, VIDEO)):
+            write = {
+                "topic": VIDEO, "fmt": "compressed_image", "codec": packet.codec, "stamp_ns": packet.stamp_ns,
+                "log_ns": packet.stamp_ns, "frame_id": "camera", "key": bool(packet.key_hint), "width": W,
+                "height": H, "pts": i,
+            }  # fmt: skip
+            if i == 4:
+                writer.write_packet(data=b"", **write)
+            writer.write_packet(data=packet.data, **write)
+        for stamp, image in read_images(bag, "/camera/labels").items():
+            writer.write_image("/camera/labels", image, "mono8", stamp, "camera")
+    reports = []
+    for name, path in (("clean", bag), ("hostile", hostile)):
+        argv = ["--bag", str(path), "--topic", VIDEO, "--labels-topic", "/camera/labels", "--model", str(model_file)]
+        assert eval_main([*argv, "--mode", "ar", "--out", str(tmp_path / name), "--device", "cpu", "--quiet"]) == 0
+        reports.append(json.loads((tmp_path / name / "metrics.json").read_text())["modes"][0])
+    clean, with_empty = reports
+    assert with_empty["labelled_frames"] == clean["labelled_frames"] == N
+    assert with_empty["miou"] == clean["miou"] and with_empty["miou_d"] == clean["miou_d"]

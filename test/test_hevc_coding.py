@@ -19,7 +19,7 @@ def check_consistent(picture) -> None:
     coding, motion = picture.coding, picture.motion
     hb, wb = -(-picture.height // 4), -(-picture.width // 4)
     names = ("log2_cb_size", "pred_mode", "part_mode", "merge_flag")
-    assert {k: v.shape for k, v in coding.items()} == {k: (hb, wb) for k in names}
+    assert {k: v.shape for k, v in coding.items()} == dict.fromkeys(names, (hb, wb))
     inter = (motion["pred_flag"][0] | motion["pred_flag"][1]).astype(bool)
     np.testing.assert_array_equal(inter, coding["pred_mode"] >= 2)
     merged, skipped = coding["merge_flag"].astype(bool), coding["pred_mode"] == 3

@@ -249,7 +249,7 @@ def test_publisher_killed_and_restarted_corrupt_packet_and_wrong_format(streams,
         last = packets[-1].stamp_ns + 10**9
         probe.play(publisher, [*shifted[:3], corrupt, wrong_format, empty, *shifted])
         assert probe.spin_until(lambda: stamp_ns(probe.masks[-1].header.stamp) == last, 60), node.output()
-        status = probe.latest_status(lambda v: "rejected_unsupported" in v and "rejected_empty" in v)
+        status = probe.latest_status(lambda v: "rejected_unsupported" in v and "rejected_no_nal_unit" in v)
     finally:
         probe.close()
         assert node.stop() == 0, node.output()
@@ -258,7 +258,7 @@ def test_publisher_killed_and_restarted_corrupt_packet_and_wrong_format(streams,
     assert status is not None, node.output()
     counts = values(status)
     assert status.level == b"\x01" and "rejected" in status.message
-    assert counts["rejected_unsupported"] == "1" and counts["rejected_empty"] == "1"
+    assert counts["rejected_unsupported"] == "1" and counts["rejected_no_nal_unit"] == "1"
     assert int(counts["stamp_regression"]) >= 2
     assert int(counts.get("decode_error", "0")) + int(counts.get("parse_error", "0")) >= 1, counts
     assert int(counts["received"]) >= 5 + FRAMES + 3 + 3 + FRAMES

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from arseg_ros.codec.packets import PacketError, codec_from_name, packet_from_message, to_annexb
+from arseg_ros.codec.packets import PacketError, codec_from_name, has_nal_unit, packet_from_message, to_annexb
 from arseg_ros.data.bags import typestore
 
 STORE = typestore()
@@ -65,7 +65,7 @@ def test_length_prefixed_payload_is_converted():
     assert to_annexb(prefixed) == b"\x00\x00\x00\x01" + nal1 + b"\x00\x00\x00\x01" + nal2
 
 
-@pytest.mark.parametrize("data", [b"", b"\x12\x34", b"\x00\x00\x00\x09abc"])
+@pytest.mark.parametrize("data", [b"\x12\x34", b"\x00\x00\x00\x09abc"])
 def test_unrecognised_payloads_are_rejected(data):
     with pytest.raises(PacketError):
         to_annexb(data)
@@ -77,10 +77,31 @@ def test_unknown_format_names_topic_and_value():
         packet_from_message(msg, "/camera/image")
 
 
-def test_empty_payload_names_topic():
+def test_empty_payload_gives_an_empty_packet_the_engine_drops():
     msg = T["sensor_msgs/msg/CompressedImage"](header=header(), format="h265", data=payload(b""))
-    with pytest.raises(PacketError, match="empty payload on /cam"):
-        packet_from_message(msg, "/cam")
+    packet = packet_from_message(msg, "/cam")
+    assert (packet.codec, packet.data) == ("hevc", b"")
+    assert not has_nal_unit(packet.data, "hevc")
+
+
+@pytest.mark.parametrize(
+    ("data", "codec", "expected"),
+    [
+        (b"", "hevc", False),
+        (b"\x00\x00\x01", "hevc", False),
+        (b"\x00\x00\x00\x01", "h264", False),
+        (b"\x00\x00\x01\x40", "hevc", False),  # a one-byte HEVC header is cut short
+        (b"\x00\x00\x01\xc0\x01\xff", "hevc", False),  # forbidden_zero_bit set
+        (b"\x00\x00\x01\x40\x00\xff", "hevc", False),  # nuh_temporal_id_plus1 = 0
+        (b"\x00\x00\x01\x00\xff", "h264", False),  # nal_unit_type 0
+        (bytes(range(3, 200)), "hevc", False),  # no start code at all
+        (b"\x00\x00\x01\x40\x01\x0c", "hevc", True),  # VPS header
+        (b"\xff\x00\x00\x01\x80\x00\x00\x01\x26\x01", "hevc", True),  # the second unit is valid
+        (b"\x00\x00\x00\x01\x67\x42", "h264", True),  # SPS
+    ],
+)
+def test_has_nal_unit(data, codec, expected):
+    assert has_nal_unit(data, codec) is expected
 
 
 def test_other_message_types_are_rejected():

@@ -35,12 +35,17 @@ def files(tmp_path_factory):
     time_t = store.types["builtin_interfaces/msg/Time"]
     with Writer(root / "bag", version=8, storage_plugin=StoragePlugin.SQLITE3) as writer:
         conn = writer.add_connection("/camera/h264", image_t.__msgtype__, typestore=store)
-        for p in packets["h264"]:
+        gaps = writer.add_connection("/camera/h264_with_empty", image_t.__msgtype__, typestore=store)
+        for i, p in enumerate(packets["h264"]):
             stamp = time_t(sec=p.stamp_ns // 10**9, nanosec=p.stamp_ns % 10**9)
             msg = image_t(
                 header=header_t(stamp=stamp, frame_id="cam"), format="h264", data=np.frombuffer(p.data, np.uint8)
             )
             writer.write(conn, p.stamp_ns, store.serialize_cdr(msg, image_t.__msgtype__))
+            if i == 3:  # an empty message between two pictures
+                empty = image_t(header=msg.header, format="h264", data=np.zeros(0, np.uint8))
+                writer.write(gaps, p.stamp_ns, store.serialize_cdr(empty, image_t.__msgtype__))
+            writer.write(gaps, p.stamp_ns, store.serialize_cdr(msg, image_t.__msgtype__))
     (root / "notes.mp4").write_text("not a video")
     return root
 
@@ -70,6 +75,18 @@ def test_bag_topic_input(files, tmp_path):
     argv = [str(files / "bag"), "--topic", "/camera/h264", "--model", str(files / "model.pt"), "--out", str(out)]
     assert main([*argv, "--quiet"]) == 0
     assert len(list(out.glob("*.png"))) == N
+
+
+def test_an_empty_message_in_a_bag_is_dropped_and_the_rest_segmented(files, tmp_path):
+    out = {}
+    for topic in ("/camera/h264", "/camera/h264_with_empty"):
+        out[topic] = tmp_path / topic.rsplit("/", 1)[1]
+        argv = [str(files / "bag"), "--topic", topic, "--model", str(files / "model.pt"), "--out", str(out[topic])]
+        assert main([*argv, "--quiet"]) == 0
+    clean, hostile = (sorted(folder.glob("*.png")) for folder in out.values())
+    assert len(clean) == len(hostile) == N
+    for a, b in zip(clean, hostile, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
 
 
 @pytest.mark.parametrize(

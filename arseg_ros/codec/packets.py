@@ -56,15 +56,36 @@ def codec_from_name(name: str) -> str | None:
     return None
 
 
+def has_nal_unit(data: bytes, codec: str) -> bool:
+    """Return whether Annex B ``data`` holds at least one NAL unit with a valid header.
+
+    A NAL unit follows a start code (``00 00 01``) and begins with its header: forbidden_zero_bit 0, and for
+    HEVC (2 bytes, H.265 7.3.1.2) nuh_temporal_id_plus1 above 0, for H.264 (1 byte, H.264 7.3.1) nal_unit_type
+    above 0. An empty payload, a lone start code or bytes without one hold none.
+    """
+    header = 2 if codec == "hevc" else 1
+    pos = data.find(START_CODE)
+    while pos >= 0:
+        start = pos + len(START_CODE)
+        if start + header <= len(data) and not data[start] & 0x80:
+            if codec == "hevc" and data[start + 1] & 0x07:
+                return True
+            if codec != "hevc" and data[start] & 0x1F:
+                return True
+        pos = data.find(START_CODE, start)
+    return False
+
+
 def to_annexb(data: bytes | bytearray | memoryview) -> bytes:
     """Return ``data`` as Annex B.
 
-    It is unchanged if it starts with a start code, converted from 4-byte length-prefixed NAL units otherwise.
-    Raises ``PacketError`` for an empty or unrecognised payload.
+    It is unchanged if it is empty or starts with a start code, converted from 4-byte length-prefixed NAL units
+    otherwise. Raises ``PacketError`` for a payload that is neither. An empty payload stays empty: the engine
+    drops and counts packets that hold no NAL unit, whatever carried them.
     """
     raw = bytes(data)
     if not raw:
-        raise PacketError("empty payload")
+        return raw
     if raw.startswith(START_CODE) or raw.startswith(b"\x00" + START_CODE):
         return raw
     out = bytearray()
@@ -90,7 +111,8 @@ def _stamp_ns(stamp: object) -> int:
 def packet_from_message(msg: object, topic: str = "") -> Packet:
     """Convert a CompressedImage, FFMPEGPacket or CompressedVideo message (rclpy or ``rosbags``) to a Packet.
 
-    Raises ``PacketError`` naming the topic and the offending value for unknown formats or bad payloads.
+    Raises ``PacketError`` naming the topic and the offending value for unknown formats or payloads that are
+    neither Annex B nor length-prefixed. An empty payload gives a packet without data, which the engine drops.
     """
     where = f" on {topic}" if topic else ""
     if hasattr(msg, "encoding") and hasattr(msg, "flags") and hasattr(msg, "header"):

@@ -182,7 +182,7 @@ class NodeCore:
         try:
             packet = packet_from_message(msg, self.input_topic)
         except PacketError as exc:
-            self.reject("empty" if "empty payload" in str(exc) else "unsupported", str(exc))
+            self.reject("unsupported", str(exc))
             return False
         restart = self._last_stamp_ns is not None and packet.stamp_ns < self._last_stamp_ns
         if restart:
