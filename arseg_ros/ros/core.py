@@ -14,7 +14,6 @@ queued), inference is skipped for pictures under ``lag_policy = "latest"``. Only
 from __future__ import annotations
 
 import collections
-import dataclasses
 import enum
 import logging
 import threading
@@ -34,8 +33,6 @@ from .messages import header, image_message, label_info_message, numpy_data
 from .parameters import INPUT_MSGTYPES, NodeParameters
 
 log = logging.getLogger(__name__)
-
-IMAGE_OUTPUTS = ("mask", "color_mask", "overlay")
 
 
 class DiagnosticLevel(enum.IntEnum):
@@ -102,8 +99,9 @@ class ThrottledWarnings:
 class NodeCore:
     """Input messages -> engine -> output messages, with a worker thread, counters and diagnostics.
 
-    ``publish(key, msg)`` is called from the worker thread with ``key`` one of ``IMAGE_OUTPUTS``. The model is
-    loaded from ``params.model`` (a path or ``package://`` address); ``CheckpointError`` says why it cannot be.
+    ``publish(key, msg)`` is called from the worker thread with ``key`` ``mask``, ``color_mask`` or ``overlay``.
+    The model is loaded from ``params.model`` (a path or ``package://`` address); ``CheckpointError`` says why it
+    cannot be.
     """
 
     def __init__(
@@ -147,13 +145,7 @@ class NodeCore:
     def set_parameters(self, values: dict[str, Any]) -> None:
         """Change parameters while running (only ``NodeParameters.dynamic_names()``); ``ValueError`` if refused."""
         params = self.params.changed(values)
-        engine = self.engine.config
-        self.engine.config = dataclasses.replace(
-            engine,
-            hr_every_n=params.hr_every_n,
-            scene_cut_intra_share=params.scene_cut_intra_share,
-            lag_policy=params.lag_policy,
-        )
+        self.engine.config = params.engine_config()
         self.params = params
         log.info("parameters changed: %s", ", ".join(f"{k}={v!r}" for k, v in sorted(values.items())))
 

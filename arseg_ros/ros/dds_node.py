@@ -67,7 +67,7 @@ from .dds_types import (
     decode_cdr,
     message_type,
 )
-from .messages import bytes_data
+from .messages import bytes_data, header
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ def diagnostic_array(core: NodeCore, node: str, stamp_ns: int) -> DiagnosticArra
         hardware_id=HARDWARE_ID,
         values=[KeyValue(key=k, value=v) for k, v in report.values],
     )
-    stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    return DiagnosticArray(header=Header(stamp=stamp, frame_id=""), status=[status])
+    return DiagnosticArray(header=header(Header, Time, stamp_ns, ""), status=[status])
 
 
 def gid(entity: Any) -> Gid:
@@ -199,11 +198,7 @@ class DdsNode:
         self._graph = DataWriter(
             dp,
             Topic(dp, DISCOVERY_TOPIC, ParticipantEntitiesInfo),
-            qos=Qos(
-                Policy.Reliability.Reliable(duration(seconds=1)),
-                Policy.Durability.TransientLocal,
-                Policy.History.KeepLast(1),
-            ),
+            qos=dds_qos(QosSpec("reliable", 1, "transient_local")),
         )
         self._graph.write(self.graph_info())
         self._publications = BuiltinDataReader(dp, BuiltinTopicDcpsPublication)
