@@ -2,11 +2,10 @@
 
 The node runs on one side in its own process, publisher and subscriber on the other: the DDS node serves an
 rclpy probe (and rclpy's graph API sees it and its topics, through ``ros_discovery_info``), and the rclpy node
-serves ``arseg-play --transport dds`` and a Cyclone DDS reader. Loopback only, each test on its own domain.
+serves a Cyclone DDS writer and reader (``test_live_dds.py`` publishes with ``arseg-play --transport dds``).
+Loopback only, each test on its own domain.
 """
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,8 +19,8 @@ from sensor_msgs.msg import CompressedImage
 from vision_msgs.msg import LabelInfo
 
 from arseg_ros.demo import default_model
-from arseg_ros.ros import dds_node
-from arseg_ros.ros.conventions import QosSpec, loopback_environment
+from arseg_ros.ros import dds_node, dds_types
+from arseg_ros.ros.conventions import QosSpec
 
 MODEL = str(default_model())
 NODE_ARGS = ("-p", f"model:={MODEL}", "-p", "input_type:=compressed_image", "-p", "device:=cpu")
@@ -42,8 +41,8 @@ def test_dds_node_serves_an_rclpy_peer_and_shows_in_its_graph(packets, tmp_path)
         publisher = probe.publisher(CompressedImage, "/camera/video")
         probe.wait_subscribed(publisher, 90)
         probe.wait_for_node()
-        # Fast DDS reports the match before Cyclone has discovered the writer: wait until the node counts it.
-        assert probe.latest_status(lambda v: v.get("input_publishers") == "1") is not None, node.output()
+        # Fast DDS reports the match before Cyclone has matched the writer: wait until the node reports it too.
+        assert probe.latest_status(lambda v: v.get("matched input publishers") == "1") is not None, node.output()
         probe.play(publisher, [compressed_image(p, "h265") for p in packets])
         probe.spin_until(lambda: len(probe.masks) >= FRAMES, 60)
         latched = []
@@ -67,34 +66,45 @@ def test_dds_node_serves_an_rclpy_peer_and_shows_in_its_graph(packets, tmp_path)
     assert subscribed == {"/camera/video": ["sensor_msgs/msg/CompressedImage"]}
 
 
+def wait_for(predicate, timeout_s: float) -> bool:
+    """Poll ``predicate`` every 0.05 s until it holds or ``timeout_s`` passed; return whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
 def test_rclpy_node_serves_cyclone_dds_peers(packets, tmp_path):
     domain = 141
-    stream = tmp_path / "street.h265"
-    stream.write_bytes(b"".join(p.data for p in packets))
     node = start_node(node_command("rclpy", 120, *NODE_ARGS), domain, tmp_path / "node.log")
-    env = loopback_environment(domain)
-    reader = dds_node.RawReader(
-        dds_node.participant(domain, loopback=True),
-        "/arseg_node/mask",
-        "sensor_msgs/msg/Image",
-        QosSpec("reliable", 100),
+    peer = dds_node.participant(domain, loopback=True)
+    writer = dds_node.Writer(peer, "/camera/video", "sensor_msgs/msg/CompressedImage", QosSpec("reliable", 100))
+    masks = dds_node.RawReader(peer, "/arseg_node/mask", "sensor_msgs/msg/Image", QosSpec("reliable", 100))
+    diagnostics = dds_node.RawReader(
+        peer, "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", QosSpec("reliable", 10)
     )
+    statuses = []
+
+    def node_matched_writer() -> bool:
+        statuses.extend(s for msg in diagnostics.take(10) for s in msg.status)
+        return any(kv.key == "matched input publishers" and kv.value == "1" for s in statuses for kv in s.values)
+
+    received = []
     try:
-        play = subprocess.run(
-            [
-                sys.executable, "-m", "arseg_ros.ros.play", str(stream), "--transport", "dds", "--loopback",
-                "--domain-id", str(domain), "--topic", "/camera/video", "--type", "compressed_image", "--fps", "30",
-                "--wait-subscribers", "1", "--wait-timeout", "90", "--max-seconds", "30",
-            ],
-            env=env, capture_output=True, text=True, timeout=150,
-        )  # fmt: skip
-        masks = []
+        # Each side of a match is seen on its own schedule: wait until both sides of both topics report it.
+        assert wait_for(lambda: writer.matched() > 0 and masks.matched() > 0, 90), node.output()
+        assert wait_for(node_matched_writer, 30), node.output()
+        start = time.monotonic()
+        for i, p in enumerate(packets):
+            stamp = dds_types.Time(sec=p.stamp_ns // 10**9, nanosec=p.stamp_ns % 10**9)
+            header = dds_types.Header(stamp=stamp, frame_id="camera")
+            writer.write(dds_types.CompressedImage(header=header, format="h265", data=p.data))
+            time.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
         deadline = time.monotonic() + 60
-        while len(masks) < FRAMES and time.monotonic() < deadline:
-            reader.wait(0.1)
-            masks += reader.take(100)
+        while len(received) < FRAMES and time.monotonic() < deadline:
+            masks.wait(0.1)
+            received += masks.take(100)
     finally:
         assert node.stop() == 0, node.output()
-    assert play.returncode == 0, play.stdout + play.stderr
-    assert [stamp_ns(m.header.stamp) for m in masks] == [p.stamp_ns for p in packets], node.output()
-    assert {(m.height, m.width, m.encoding) for m in masks} == {(H, W, "mono8")}
+    assert [stamp_ns(m.header.stamp) for m in received] == [p.stamp_ns for p in packets], node.output()
+    assert {(m.height, m.width, m.encoding) for m in received} == {(H, W, "mono8")}

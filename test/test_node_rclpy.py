@@ -107,6 +107,7 @@ def test_each_input_type_one_mask_per_frame(case, streams, tmp_path):
         publisher = probe.publisher(msg_type, "/camera/video")
         probe.wait_subscribed(publisher)
         probe.wait_for_node()
+        assert probe.latest_status(lambda v: v.get("matched input publishers") == "1") is not None, node.output()
         packets = streams[codec]
         probe.play(publisher, [build(p, i) for i, p in enumerate(packets)])
         probe.spin_until(lambda: len(probe.masks) >= FRAMES and len(probe.overlays) >= FRAMES, 60)

@@ -125,6 +125,8 @@ class NodeCore:
         self._in_times: collections.deque[float] = collections.deque(maxlen=60)
         self._latency: collections.deque[dict[str, float]] = collections.deque(maxlen=60)
         self._last_stamp_ns: int | None = None
+        # Set by the adapter: the number of publishers its input subscription has matched right now.
+        self.matched_publishers: Callable[[], int] | None = None
 
     # -- endpoints and parameters -------------------------------------------------------------------
 
@@ -290,6 +292,7 @@ class NodeCore:
             ("input rate (Hz)", f"{self._rate(self._in_times):.1f}"),
             ("output rate (Hz)", f"{self._rate(self._out_times):.1f}"),
             ("queued packets", str(len(self._queue))),
+            ("matched input publishers", str(self.matched_publishers()) if self.matched_publishers else "unknown"),
             ("HR frames", str(stats.get("hr", 0))),
             ("LR frames", str(stats.get("lr", 0))),
             ("skipped inference", str(stats.get("skipped", 0))),

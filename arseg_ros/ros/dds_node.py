@@ -192,6 +192,7 @@ class DdsNode:
             topic = names.resolve(endpoint.name)
             if endpoint.key == "input":
                 self.reader = RawReader(dp, topic, endpoint.msgtype, endpoint.qos)
+                self.core.matched_publishers = self.reader.matched
             else:
                 self.writers[endpoint.key] = Writer(dp, topic, endpoint.msgtype, endpoint.qos)
         self.writers["label_info"].write(self.core.label_info(time.time_ns()))

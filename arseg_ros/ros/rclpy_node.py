@@ -104,6 +104,7 @@ class ArsegNode(Node):
             self._subscription = self.create_subscription(
                 message_class(endpoint.msgtype), endpoint.name, self.core.submit, qos
             )
+            self.core.matched_publishers = self._subscription.get_publisher_count
         elif endpoint.key == "label_info":
             msg = self.core.label_info(self.get_clock().now().nanoseconds)
             if msg is not None:
